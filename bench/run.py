@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""phpeek-pm benchmark harness (run by hand, not in CI).
+
+Measures SPEC §10 on this machine, each figure beside a raw baseline taken
+in the same run, and prints a Markdown table for docs/benchmarks.md.
+
+    cargo build --release
+    python3 bench/run.py [--bin target/release/phpeek-pm] [--only NAME ...]
+
+Everything runs on loopback with ephemeral ports, in a temp directory, and
+ends only the processes it started.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Manager:
+    """A phpeek-pm started on a generated config."""
+
+    def __init__(self, binary, processes_yaml, globals_yaml="", stdout=None):
+        self.dir = tempfile.mkdtemp(prefix="phpeek-bench-")
+        self.config = os.path.join(self.dir, "phpeek-pm.yaml")
+        with open(self.config, "w") as f:
+            f.write(
+                "global:\n  api_port: 0\n  metrics_host: 127.0.0.1\n  metrics_port: 0\n"
+                "  max_process_scale: 5000\n  log_level: warn\n" + globals_yaml + "processes:\n" + processes_yaml
+            )
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.stdout = stdout if stdout is not None else subprocess.DEVNULL
+        self.binary = binary
+        self.proc = None
+        self.api = None
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", self.config],
+            stdout=self.stdout,
+            stderr=open(self.stderr_path, "w"),
+            stdin=subprocess.DEVNULL,
+        )
+        return self
+
+    def wait_api(self, deadline=30):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            with open(self.stderr_path) as f:
+                m = re.search(r"API listening on (http://\S+)", f.read())
+            if m:
+                self.api = m.group(1)
+                return self.api
+            time.sleep(0.002)
+        raise RuntimeError("no API address in stderr")
+
+    def get(self, path):
+        with urllib.request.urlopen(self.api + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path, body):
+        req = urllib.request.Request(self.api + path, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+
+    def running(self, process):
+        return sum(1 for i in self.get("/api/v1/processes") if i["process"] == process and i["state"] == "running")
+
+    def total(self, process):
+        return sum(1 for i in self.get("/api/v1/processes") if i["process"] == process)
+
+    def stop(self, deadline=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(deadline)
+
+
+def live_children_of(pid):
+    """Pids whose parent is `pid` and that are not zombies, from /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[1]) == pid and rest[0] != "Z":
+            out.append(int(d))
+    return out
+
+
+def wait_until(cond, deadline=120, step=0.001):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    raise RuntimeError("condition not reached")
+
+
+SLEEPER = '["sleep", "3600"]'
+TERM_EXIT = '["sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 1 & wait $!; done"]'
+
+
+def baseline_spawn(n):
+    """Raw: posix_spawn n sleepers, then SIGTERM and reap them all."""
+    t0 = time.monotonic()
+    pids = [os.posix_spawn("/bin/sleep", ["sleep", "3600"], os.environ) for _ in range(n)]
+    spawn = time.monotonic() - t0
+    t0 = time.monotonic()
+    for p in pids:
+        os.kill(p, signal.SIGTERM)
+    for p in pids:
+        os.waitpid(p, 0)
+    stop = time.monotonic() - t0
+    return spawn, stop
+
+
+def bench_cold_start(binary, n=1000):
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {n}\n").start()
+    m.wait_api()
+    wait_until(lambda: len(live_children_of(m.proc.pid)) >= n)
+    t_spawned = time.monotonic() - m.t0
+    wait_until(lambda: m.running("w") == n, step=0.01)
+    t_running = time.monotonic() - m.t0
+    t0 = time.monotonic()
+    m.proc.send_signal(signal.SIGTERM)
+    code = m.proc.wait(120)
+    t_stop = time.monotonic() - t0
+    return t_spawned, t_running, t_stop, code
+
+
+def bench_runtime_scale(binary, n=1000):
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: 0\n").start()
+    m.wait_api()
+    t0 = time.monotonic()
+    m.post("/api/v1/processes/w/scale", {"desired": n})
+    wait_until(lambda: len(live_children_of(m.proc.pid)) >= n)
+    up_procs = time.monotonic() - t0
+    wait_until(lambda: m.running("w") == n, step=0.01)
+    up_api = time.monotonic() - t0
+    t0 = time.monotonic()
+    m.post("/api/v1/processes/w/scale", {"desired": 0})
+    wait_until(lambda: len(live_children_of(m.proc.pid)) == 0)
+    down_procs = time.monotonic() - t0
+    wait_until(lambda: m.total("w") == 0, step=0.01)
+    down_api = time.monotonic() - t0
+    m.stop()
+    return up_procs, up_api, down_procs, down_api
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def bench_idle(binary, n=100, seconds=20):
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {n}\n").start()
+    m.wait_api()
+    wait_until(lambda: m.running("w") == n, step=0.05)
+    time.sleep(2)
+    rss = rss_kib(m.proc.pid)
+    c0 = cpu_ticks(m.proc.pid)
+    time.sleep(seconds)
+    c1 = cpu_ticks(m.proc.pid)
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu_pct = (c1 - c0) / hz / seconds * 100
+    m.stop()
+    return rss, cpu_pct
+
+
+def bench_restart_latency(binary, runs=300):
+    """Each run writes its start time (CLOCK_REALTIME ns) then exits at once;
+    latency = next start - previous exit as the child recorded them."""
+    d = tempfile.mkdtemp(prefix="phpeek-lat-")
+    log = os.path.join(d, "t.log")
+    prog = os.path.join(d, "blip.py")
+    # A tiny C-speed child: /bin/sh printing two timestamps via date would add
+    # fork/exec of date; use the shell's own printf of EPOCHREALTIME if bash.
+    script = os.path.join(d, "blip.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/bash\nprintf 's %s\\ne %s\\n' \"$EPOCHREALTIME\" \"$EPOCHREALTIME\" >> " + log + "\n")
+    os.chmod(script, 0o755)
+    m = Manager(
+        binary,
+        f'  blip:\n    command: ["{script}"]\n    restart: always\n',
+        globals_yaml="  restart_backoff_initial: 0\n",
+    ).start()
+    m.wait_api()
+    wait_until(lambda: os.path.exists(log) and sum(1 for _ in open(log)) >= 2 * runs, deadline=300, step=0.01)
+    m.stop()
+    # Baseline: the same script spawned and waited in a tight Python loop.
+    blog = os.path.join(d, "b.log")
+    with open(script, "w") as f:
+        f.write("#!/bin/bash\nprintf 's %s\\ne %s\\n' \"$EPOCHREALTIME\" \"$EPOCHREALTIME\" >> " + blog + "\n")
+    for _ in range(runs):
+        pid = os.posix_spawn(script, [script], os.environ)
+        os.waitpid(pid, 0)
+
+    def gaps(path):
+        vals = [(l.split()[0], float(l.split()[1])) for l in open(path) if len(l.split()) == 2]
+        out = []
+        for i in range(1, len(vals) - 1):
+            if vals[i][0] == "e" and vals[i + 1][0] == "s":
+                out.append((vals[i + 1][1] - vals[i][1]) * 1000)
+        return sorted(out)
+
+    def pct(xs, p):
+        return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+    g, b = gaps(log), gaps(blog)
+    return pct(g, 0.5), pct(g, 0.99), pct(b, 0.5), pct(b, 0.99), len(g)
+
+
+def bench_logs(binary, writers=8, lines=500_000):
+    """8 instances write `lines` lines each flat out; the manager's stdout
+    goes to a file that is checked for every line."""
+    d = tempfile.mkdtemp(prefix="phpeek-logs-")
+    out_path = os.path.join(d, "out.log")
+    out = open(out_path, "wb")
+    cmd = f'["sh", "-c", "seq 1 {lines}"]'
+    m = Manager(binary, f"  w:\n    command: {cmd}\n    scale: {writers}\n    restart: never\n", stdout=out)
+    t0 = time.monotonic()
+    m.start()
+    m.proc.wait(600)
+    elapsed = time.monotonic() - t0
+    out.close()
+    total = 0
+    per = {}
+    with open(out_path, "rb") as f:
+        for line in f:
+            total += 1
+            name = line.split(b"]", 1)[0]
+            per[name] = per.get(name, 0) + 1
+    ok = total == writers * lines and all(v == lines for v in per.values())
+    # Baseline: the same writers straight into one file, in parallel.
+    t0 = time.monotonic()
+    bout = open(os.path.join(d, "base.log"), "wb")
+    procs = [subprocess.Popen(["seq", "1", str(lines)], stdout=bout) for _ in range(writers)]
+    for p in procs:
+        p.wait()
+    base = time.monotonic() - t0
+    bout.close()
+    return writers * lines / elapsed, ok, writers * lines / base
+
+
+def bench_api(binary, n=100, seconds=10, conns=16):
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {n}\n").start()
+    m.wait_api()
+    wait_until(lambda: m.running("w") == n, step=0.05)
+    url = m.api + "/api/v1/processes"
+    res = None
+    if subprocess.run(["which", "wrk"], capture_output=True).returncode == 0:
+        r = subprocess.run(
+            ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", url], capture_output=True, text=True
+        )
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", r.stdout).group(1))
+        p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", r.stdout)
+        val = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+        res = (rps, val, "wrk")
+    m.stop()
+    return res
+
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
+    except Exception:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {platform.platform()}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/phpeek-pm"))
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    want = lambda k: not a.only or k in a.only
+    print(f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d')}\n")
+    rows = []
+    if want("cold"):
+        bs, bstop = baseline_spawn(1000)
+        sp, run, stop, code = bench_cold_start(a.bin)
+        rows.append(("cold start, 1000 instances (all spawned / all `running` in API)", f"{sp:.3f} s / {run:.3f} s", f"posix_spawn loop: {bs:.3f} s"))
+        rows.append(("shutdown of 1000 (SIGTERM → exit)", f"{stop:.3f} s (exit {code})", f"kill+waitpid loop: {bstop:.3f} s"))
+    if want("scale"):
+        bs, bstop = baseline_spawn(1000)
+        up_p, up_a, down_p, down_a = bench_runtime_scale(a.bin)
+        rows.append(("runtime scale 0 → 1000 via API (processes / API count)", f"{up_p:.3f} s / {up_a:.3f} s", f"posix_spawn loop: {bs:.3f} s"))
+        rows.append(("runtime scale 1000 → 0 via API (processes / API count)", f"{down_p:.3f} s / {down_a:.3f} s", f"kill+waitpid loop: {bstop:.3f} s"))
+    if want("idle"):
+        rss, cpu = bench_idle(a.bin)
+        rows.append(("manager RSS with 100 instances", f"{rss / 1024:.1f} MiB", ""))
+        rows.append(("manager CPU, 100 idle instances (20 s)", f"{cpu:.3f} %", ""))
+    if want("restart"):
+        p50, p99, b50, b99, n = bench_restart_latency(a.bin)
+        rows.append((f"exit → replacement started, backoff 0 ({n} restarts)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"spawn+wait loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms"))
+    if want("logs"):
+        rate, ok, base = bench_logs(a.bin)
+        rows.append(("log lines, 8 writers flat out", f"{rate / 1e6:.2f} M lines/s, {'none lost' if ok else 'LINES LOST'}", f"same writers to a file: {base / 1e6:.2f} M lines/s"))
+    if want("api"):
+        r = bench_api(a.bin)
+        if r:
+            rows.append(("GET /api/v1/processes, 100 instances", f"{r[0]:.0f} req/s, p99 {r[1]:.2f} ms ({r[2]})", ""))
+        else:
+            rows.append(("GET /api/v1/processes, 100 instances", "wrk not installed", ""))
+    print("| what | phpeek-pm | baseline (same run) |\n| --- | --- | --- |")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

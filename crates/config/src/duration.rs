@@ -1,0 +1,218 @@
+//! Durations (`250ms`, `5s`, `1m`, `1h`, bare seconds) and signal names.
+//!
+//! A duration is a non-negative number (integer or decimal) followed by an
+//! optional unit: `ms`, `s`, `m` or `h`; without a unit it means seconds.
+//! The resolution is one millisecond: values are rounded to the nearest
+//! millisecond, so that the effective config printed by `check-config`
+//! (`250ms`, `5s`, `2m`) reads back as exactly the same value. The upper
+//! bound is 10 years, far above any sensible timeout.
+
+use std::time::Duration;
+
+/// Upper bound for any duration, in milliseconds (10 years).
+const MAX_MS: f64 = 10.0 * 365.0 * 24.0 * 3600.0 * 1000.0;
+
+/// Parses a duration; the error is a sentence fragment for the user.
+pub(crate) fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    let hint = "expected a duration like `250ms`, `5s`, `1m`, `1h` or a number of seconds";
+    if s.is_empty() {
+        return Err(format!("empty value: {hint}"));
+    }
+    if s.starts_with('-') {
+        return Err(format!("`{s}` is negative: durations must be 0 or more"));
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let unit_ms = match unit.trim_start() {
+        "" | "s" => 1000.0,
+        "ms" => 1.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        other => {
+            return Err(format!("`{s}` has an unknown unit `{other}`: {hint}"));
+        }
+    };
+    let number = number.strip_prefix('+').unwrap_or(number);
+    let well_formed = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    if !well_formed {
+        return Err(format!("`{s}` is not a duration: {hint}"));
+    }
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: {hint}"))?;
+    let ms = (value * unit_ms).round();
+    if !ms.is_finite() || ms > MAX_MS {
+        return Err(format!("`{s}` is too long (at most 10 years)"));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+/// Signals accepted by name (without the `SIG` prefix), with their numbers.
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("SYS", libc::SIGSYS),
+];
+
+/// Full names (`SIGTERM`), index-aligned with [`SIGNALS`].
+const FULL_NAMES: &[&str] = &[
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGSYS",
+];
+
+/// `SIGTERM` for `libc::SIGTERM`, …; `None` for numbers not in the list.
+pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
+    SIGNALS
+        .iter()
+        .position(|&(_, n)| n == sig)
+        .and_then(|i| FULL_NAMES.get(i).copied())
+}
+
+/// Parses `TERM`, `SIGTERM`, `sigterm`, or a known signal number (`15`).
+pub(crate) fn parse_signal(input: &str) -> Result<i32, String> {
+    let s = input.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return match signal_name(n) {
+            Some(_) => Ok(n),
+            None => Err(format!("unknown signal number {n}")),
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(name, _)| *name == bare)
+        .map(|&(_, n)| n)
+        .ok_or_else(|| {
+            format!(
+                "unknown signal `{s}` (expected a name like SIGTERM, TERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH or SIGKILL)"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Result<Duration, String> {
+        Ok(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), ms(250));
+        assert_eq!(parse_duration("5s"), ms(5000));
+        assert_eq!(parse_duration("1m"), ms(60_000));
+        assert_eq!(parse_duration("1h"), ms(3_600_000));
+        assert_eq!(parse_duration("30"), ms(30_000));
+        assert_eq!(parse_duration("1.5"), ms(1500));
+        assert_eq!(parse_duration("0.25s"), ms(250));
+        assert_eq!(parse_duration(" 2 m "), ms(120_000));
+        assert_eq!(parse_duration("0"), ms(0));
+        assert_eq!(parse_duration(".5"), ms(500));
+        assert_eq!(parse_duration("1.0005"), ms(1001));
+    }
+
+    #[test]
+    fn bad_durations() {
+        for bad in [
+            "",
+            "-1",
+            "-5s",
+            "abc",
+            "5x",
+            "1d",
+            "5 ss",
+            "1.2.3",
+            ".",
+            "s",
+            "1e3",
+            "1m30s",
+            "99999999999h",
+            "nan",
+            "inf",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
+        }
+        assert!(parse_duration("-3").unwrap_err().contains("negative"));
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGTERM"), Ok(libc::SIGTERM));
+        assert_eq!(parse_signal("term"), Ok(libc::SIGTERM));
+        assert_eq!(parse_signal("SigQuit"), Ok(libc::SIGQUIT));
+        assert_eq!(parse_signal("USR1"), Ok(libc::SIGUSR1));
+        assert_eq!(parse_signal("winch"), Ok(libc::SIGWINCH));
+        assert_eq!(parse_signal("9"), Ok(libc::SIGKILL));
+        assert!(parse_signal("SIGFOO").is_err());
+        assert!(parse_signal("0").is_err());
+        assert_eq!(signal_name(libc::SIGTERM), Some("SIGTERM"));
+        assert_eq!(signal_name(libc::SIGUSR2), Some("SIGUSR2"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(SIGNALS.len(), FULL_NAMES.len());
+        for (i, (name, n)) in SIGNALS.iter().enumerate() {
+            assert_eq!(FULL_NAMES[i], format!("SIG{name}"));
+            assert_eq!(parse_signal(FULL_NAMES[i]), Ok(*n));
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The effective configuration as YAML (`check-config`).
+//!
+//! The rendering uses the file's own format and key names, so it can be
+//! saved and loaded again: `parse_str(to_yaml(c))` gives back `c`. String
+//! values are written with `$` doubled (`$$`) so that substitution on the
+//! way back in restores them, except the per-instance `${PHPEEK_PM_…}`
+//! tokens, which load verbatim anyway. Note that `api_auth` is included.
+
+use std::path::PathBuf;
+
+use crate::substitute::escape_for_file;
+use crate::{Config, HealthCheckKind};
+
+fn esc(s: &str) -> String {
+    escape_for_file(s)
+}
+
+fn esc_path(p: &std::path::Path) -> PathBuf {
+    PathBuf::from(esc(&p.to_string_lossy()))
+}
+
+fn escaped(config: &Config) -> Config {
+    let mut c = config.clone();
+    c.version = esc(&c.version);
+    let g = &mut c.global;
+    g.api_host = esc(&g.api_host);
+    g.api_auth = g.api_auth.as_deref().map(esc);
+    g.api_socket = g.api_socket.as_deref().map(esc_path);
+    g.metrics_host = esc(&g.metrics_host);
+    g.metrics_path = esc(&g.metrics_path);
+    for p in c.processes.values_mut() {
+        p.command = p.command.iter().map(|s| esc(s)).collect();
+        p.env = p.env.iter().map(|(k, v)| (k.clone(), esc(v))).collect();
+        p.working_dir = p.working_dir.as_deref().map(esc_path);
+        p.user = p.user.as_deref().map(esc);
+        p.group = p.group.as_deref().map(esc);
+        p.depends_on = p.depends_on.iter().map(|s| esc(s)).collect();
+        if let Some(hc) = &mut p.health_check {
+            match &mut hc.kind {
+                HealthCheckKind::Tcp { address } => *address = esc(address),
+                HealthCheckKind::Http { url, .. } => *url = esc(url),
+                HealthCheckKind::Exec { command } => {
+                    *command = command.iter().map(|s| esc(s)).collect()
+                }
+            }
+        }
+    }
+    c
+}
+
+pub(crate) fn to_yaml(config: &Config) -> String {
+    match serde_saphyr::to_string(&escaped(config)) {
+        Ok(s) => s,
+        Err(e) => format!("# could not render the configuration: {e}\n"),
+    }
+}

@@ -1,0 +1,313 @@
+//! JSON Schema of the configuration **file** (for editors), via schemars.
+//!
+//! The structs below describe the file's shape only; they are never used to
+//! parse (the loader reads a node tree, see `tree.rs`). Scalars that may be
+//! written as `${VAR}` accept that string form too, so `scale: ${CPU_COUNT}`
+//! is not flagged by an editor.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{json, Value};
+
+fn schema(v: Value) -> Schema {
+    Schema::try_from(v).unwrap_or_else(|_| Schema::from(true))
+}
+
+const VAR_PATTERN: &str = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}";
+
+fn var_string() -> Value {
+    json!({
+        "type": "string",
+        "pattern": VAR_PATTERN,
+        "description": "an environment variable reference, substituted at load time"
+    })
+}
+
+macro_rules! scalar_schema {
+    ($name:ident, $id:literal, $body:expr) => {
+        struct $name;
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                Cow::Borrowed($id)
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                schema($body)
+            }
+        }
+    };
+}
+
+scalar_schema!(
+    Count,
+    "Count",
+    json!({ "anyOf": [ { "type": "integer", "minimum": 0 }, var_string() ] })
+);
+scalar_schema!(
+    Port,
+    "Port",
+    json!({ "anyOf": [ { "type": "integer", "minimum": 0, "maximum": 65535 }, var_string() ] })
+);
+scalar_schema!(
+    Flag,
+    "Flag",
+    json!({ "anyOf": [
+        { "type": "boolean" },
+        { "type": "string", "pattern": "^(true|false|yes|no|on|off|True|False|Yes|No|On|Off|TRUE|FALSE|YES|NO|ON|OFF|1|0)$" },
+        var_string()
+    ] })
+);
+scalar_schema!(
+    DurationText,
+    "Duration",
+    json!({
+        "description": "a duration: `250ms`, `5s`, `1m`, `1h`, or a number of seconds",
+        "anyOf": [
+            { "type": "number", "minimum": 0 },
+            { "type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$" },
+            var_string()
+        ]
+    })
+);
+scalar_schema!(
+    Signal,
+    "Signal",
+    json!({
+        "description": "a signal name (SIGTERM, TERM, sigterm) or number",
+        "anyOf": [ { "type": "string" }, { "type": "integer", "minimum": 1, "maximum": 64 } ]
+    })
+);
+scalar_schema!(
+    Command,
+    "Command",
+    json!({
+        "description": "the program and its arguments, e.g. [\"php\", \"artisan\", \"queue:work\"]",
+        "type": "array", "items": { "type": "string" }, "minItems": 1
+    })
+);
+scalar_schema!(
+    EnvMap,
+    "EnvMap",
+    json!({
+        "type": "object",
+        "additionalProperties": { "type": ["string", "number", "boolean", "null"] }
+    })
+);
+scalar_schema!(
+    DependsOn,
+    "DependsOn",
+    json!({
+        "anyOf": [
+            { "type": "array", "items": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$" } },
+            { "type": "string" }
+        ]
+    })
+);
+scalar_schema!(
+    StatusCode,
+    "StatusCode",
+    json!({ "anyOf": [ { "type": "integer", "minimum": 100, "maximum": 599 }, var_string() ] })
+);
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LogFormatText {
+    Text,
+    Json,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum LogLevelText {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum RestartText {
+    #[serde(rename = "always")]
+    Always,
+    #[serde(rename = "on-failure")]
+    OnFailure,
+    #[serde(rename = "never")]
+    Never,
+}
+
+/// phpeek-pm configuration file.
+#[derive(JsonSchema)]
+#[schemars(title = "phpeek-pm configuration")]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileConfig {
+    /// Format version; "1.0" when absent.
+    version: Option<String>,
+    /// Manager-wide settings.
+    global: Option<FileGlobal>,
+    /// The programs to run, by name. Instances are named `<name>-1`, `<name>-2`, …
+    #[schemars(extend("propertyNames" = { "pattern": "^[a-z0-9][a-z0-9_-]*$" }))]
+    processes: Option<BTreeMap<String, FileProcess>>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileGlobal {
+    /// Default grace period before SIGKILL (default 30s).
+    shutdown_timeout: Option<DurationText>,
+    /// text (default) or json.
+    log_format: Option<LogFormatText>,
+    /// debug, info (default), warn or error.
+    log_level: Option<LogLevelText>,
+    /// Serve the management API (default true).
+    api_enabled: Option<Flag>,
+    /// API listen address (default 127.0.0.1).
+    api_host: Option<String>,
+    /// API port (default 9180; 0 = ephemeral).
+    api_port: Option<Port>,
+    /// Bearer token required by the API.
+    api_auth: Option<String>,
+    /// Also serve the API on this unix socket.
+    api_socket: Option<String>,
+    /// Allow a non-loopback API without api_auth (default false).
+    api_insecure: Option<Flag>,
+    /// Serve Prometheus metrics (default true).
+    metrics_enabled: Option<Flag>,
+    /// Metrics listen address (default 0.0.0.0).
+    metrics_host: Option<String>,
+    /// Metrics port (default 9090).
+    metrics_port: Option<Port>,
+    /// Metrics path (default /metrics).
+    metrics_path: Option<String>,
+    /// Hard ceiling for any scale (default 1000).
+    max_process_scale: Option<Count>,
+    /// First restart delay (default 1s).
+    restart_backoff_initial: Option<DurationText>,
+    /// Longest restart delay (default 60s).
+    restart_backoff_max: Option<DurationText>,
+    /// Restarts in a row before `failed`; 0 = unlimited (default).
+    max_restart_attempts: Option<Count>,
+    /// How long a dependent waits for its dependencies (default 5m).
+    dependency_timeout: Option<DurationText>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileProcess {
+    /// Start this process (default true).
+    enabled: Option<Flag>,
+    /// The program and its arguments (required).
+    command: Command,
+    /// Number of instances (default 1).
+    scale: Option<Count>,
+    /// Per-process ceiling for scale requests.
+    max_scale: Option<Count>,
+    /// always (default), on-failure or never.
+    restart: Option<RestartText>,
+    /// Extra environment variables.
+    env: Option<EnvMap>,
+    /// Working directory.
+    working_dir: Option<String>,
+    /// User name or uid.
+    user: Option<String>,
+    /// Group name or gid (default: the user's primary group).
+    group: Option<String>,
+    /// Processes that must be running (and healthy) first.
+    depends_on: Option<DependsOn>,
+    /// Instance N gets PHPEEK_PM_INSTANCE_PORT = port_base + N.
+    port_base: Option<Port>,
+    /// How instances are stopped.
+    shutdown: Option<FileShutdown>,
+    /// Probe run against every instance.
+    health_check: Option<FileHealthCheck>,
+    /// Forward the instances' stdout (default true).
+    stdout: Option<Flag>,
+    /// Forward the instances' stderr (default true).
+    stderr: Option<Flag>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileShutdown {
+    /// Stop signal (default SIGTERM).
+    signal: Option<Signal>,
+    /// Grace period before SIGKILL (default: global.shutdown_timeout).
+    timeout: Option<DurationText>,
+}
+
+#[derive(JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[allow(dead_code)]
+enum FileHealthCheck {
+    /// Connect to host:port.
+    Tcp {
+        /// host:port, e.g. 127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}
+        address: String,
+        initial_delay: Option<DurationText>,
+        period: Option<DurationText>,
+        timeout: Option<DurationText>,
+        failure_threshold: Option<Count>,
+        success_threshold: Option<Count>,
+    },
+    /// GET an http:// URL.
+    Http {
+        /// http://host[:port]/path
+        url: String,
+        /// Expected status (default: any 2xx).
+        expected_status: Option<StatusCode>,
+        initial_delay: Option<DurationText>,
+        period: Option<DurationText>,
+        timeout: Option<DurationText>,
+        failure_threshold: Option<Count>,
+        success_threshold: Option<Count>,
+    },
+    /// Run a command; exit 0 is healthy.
+    Exec {
+        command: Command,
+        initial_delay: Option<DurationText>,
+        period: Option<DurationText>,
+        timeout: Option<DurationText>,
+        failure_threshold: Option<Count>,
+        success_threshold: Option<Count>,
+    },
+}
+
+pub(crate) fn json_schema() -> Value {
+    schemars::schema_for!(FileConfig).to_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_has_the_file_shape() {
+        let s = json_schema();
+        assert!(s.get("$schema").and_then(Value::as_str).is_some());
+        let props = s.get("properties").and_then(Value::as_object);
+        let props = props.map(|p| p.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            props,
+            Some(vec!["global".into(), "processes".into(), "version".into()])
+        );
+        assert_eq!(s.get("additionalProperties"), Some(&Value::Bool(false)));
+        let text = s.to_string();
+        for needle in [
+            "max_process_scale",
+            "depends_on",
+            "health_check",
+            "expected_status",
+            "on-failure",
+            "propertyNames",
+        ] {
+            assert!(text.contains(needle), "{needle} missing");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The loader never panics: random bytes, random text, and valid configs
+//! mutated by inserting, deleting and replacing characters all come back
+//! as `Ok` or `Err`. Case count: `PROPTEST_CASES` (default 256).
+
+use phpeek_config::{parse_str, to_yaml, Env};
+use proptest::prelude::*;
+
+const VALID: &str = r#"version: "1.0"
+global:
+  shutdown_timeout: 30
+  api_host: 127.0.0.1
+  api_port: 9180
+  api_auth: "token"
+  metrics_path: /metrics
+  restart_backoff_initial: 250ms
+base: &base
+  restart: always
+  env: { A: "${A:-x}", B: $$ }
+processes:
+  php-fpm:
+    command: ["php-fpm", "-F"]
+    health_check: { type: tcp, address: "127.0.0.1:9000", period: 5s }
+  queue-default:
+    <<: *base
+    command: ["php", "artisan", "queue:work", "--id=${PHPEEK_PM_INSTANCE_NUMBER}"]
+    scale: ${CPU_COUNT}
+    max_scale: 20
+    depends_on: [php-fpm]
+    port_base: 8080
+    shutdown: { signal: SIGTERM, timeout: 60 }
+    health_check:
+      type: http
+      url: "http://127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}/health"
+      expected_status: 200
+"#;
+
+/// Characters that matter to YAML, substitution and the validator.
+const INTERESTING: &[char] = &[
+    ':', '-', ' ', '\n', '\t', '{', '}', '[', ']', ',', '#', '&', '*', '!', '|', '>', '\'', '"',
+    '%', '@', '`', '$', '?', '<', '\\', '0', '9', 'a', 'Z', '\u{E000}', '\u{E801}', '\u{FEFF}',
+    'é', '\0', '\r',
+];
+
+fn env() -> Env {
+    Env::from_pairs([
+        ("CPU_COUNT", "2"),
+        ("A", "a: b # c"),
+        ("PHPEEK_PM_PROCESS_QUEUE_DEFAULT_SCALE", "3"),
+        ("PHPEEK_PM_GLOBAL_LOG_FORMAT", "json"),
+    ])
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(usize, char),
+    Delete(usize),
+    Replace(usize, char),
+    Duplicate(usize, usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let ch = prop_oneof![proptest::sample::select(INTERESTING), any::<char>(),];
+    prop_oneof![
+        (any::<usize>(), ch.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
+        any::<usize>().prop_map(Edit::Delete),
+        (any::<usize>(), ch).prop_map(|(i, c)| Edit::Replace(i, c)),
+        (any::<usize>(), 1usize..40).prop_map(|(i, n)| Edit::Duplicate(i, n)),
+    ]
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for e in edits {
+        let len = chars.len();
+        match *e {
+            Edit::Insert(i, c) => chars.insert(i % (len + 1), c),
+            Edit::Delete(i) if len > 0 => {
+                chars.remove(i % len);
+            }
+            Edit::Replace(i, c) if len > 0 => chars[i % len] = c,
+            Edit::Duplicate(i, n) if len > 0 => {
+                let start = i % len;
+                let end = (start + n).min(len);
+                let piece: Vec<char> = chars[start..end].to_vec();
+                chars.splice(start..start, piece);
+            }
+            _ => {}
+        }
+    }
+    chars.into_iter().collect()
+}
+
+#[test]
+fn the_valid_base_is_valid() {
+    let c = parse_str(VALID, "fuzz.yaml", &env());
+    assert!(
+        c.is_ok(),
+        "{}",
+        c.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = parse_str(&text, "fuzz.yaml", &env());
+    }
+
+    #[test]
+    fn random_yaml_ish_text_never_panics(
+        chars in proptest::collection::vec(proptest::sample::select(INTERESTING), 0..300)
+    ) {
+        let text: String = chars.into_iter().collect();
+        let _ = parse_str(&text, "fuzz.yaml", &env());
+    }
+
+    #[test]
+    fn mutated_configs_never_panic(edits in proptest::collection::vec(edit(), 1..12)) {
+        let text = apply(VALID, &edits);
+        match parse_str(&text, "fuzz.yaml", &env()) {
+            Ok(c) => {
+                // Whatever loads renders, and the rendering loads back the same.
+                let yaml = to_yaml(&c);
+                let back = parse_str(&yaml, "rendered.yaml", &Env::default());
+                prop_assert_eq!(back.as_ref().ok(), Some(&c), "rendered:\n{}", yaml);
+            }
+            Err(e) => {
+                prop_assert!(!e.errors.is_empty());
+                let _ = e.to_string();
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Child output to the manager's stdout/stderr.
+//!
+//! One reader task per pipe frames whole lines (a line longer than
+//! [`MAX_LINE`] is cut into chunks, each marked as continued) and hands
+//! formatted batches to one writer thread. The writer owns the manager's
+//! stdout and stderr through std's locks, which the manager's own tracing
+//! output also takes, so lines from different sources never interleave.
+//! The channel is bounded: when the manager's output is slow the readers
+//! wait, the pipes fill and the children block. Nothing is dropped.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use phpeek_config::LogFormat;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+/// Longest line passed on in one piece.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Lines remembered per instance for the API.
+pub const RING_LINES: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A remembered line.
+#[derive(Debug, Clone)]
+pub struct RingLine {
+    pub ts: SystemTime,
+    pub stream: Stream,
+    pub msg: String,
+}
+
+/// The recent lines of one instance; survives its restarts.
+#[derive(Debug, Default)]
+pub struct LogRing {
+    lines: Mutex<VecDeque<RingLine>>,
+}
+
+impl LogRing {
+    fn push_many(&self, new: Vec<RingLine>) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        for l in new {
+            if lines.len() == RING_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(l);
+        }
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<RingLine> {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let skip = lines.len().saturating_sub(n);
+        lines.iter().skip(skip).cloned().collect()
+    }
+}
+
+struct Batch {
+    stream: Stream,
+    bytes: Vec<u8>,
+}
+
+/// Entry point for child output; cheap to clone.
+#[derive(Clone)]
+pub struct LogHub {
+    tx: mpsc::Sender<Batch>,
+    format: LogFormat,
+}
+
+/// Formats a timestamp as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_millis(ts: SystemTime) -> String {
+    let dt: chrono::DateTime<chrono::Utc> = ts.into();
+    dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl LogHub {
+    /// Starts the writer thread. Returns the hub and a handle that finishes
+    /// once every hub clone is dropped and all output was written.
+    pub fn start(format: LogFormat) -> std::io::Result<(LogHub, std::thread::JoinHandle<()>)> {
+        let (tx, mut rx) = mpsc::channel::<Batch>(1024);
+        let handle = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut out = Vec::with_capacity(first.bytes.len());
+                    let mut err = Vec::new();
+                    let add = |b: Batch, out: &mut Vec<u8>, err: &mut Vec<u8>| match b.stream {
+                        Stream::Stdout => out.extend_from_slice(&b.bytes),
+                        Stream::Stderr => err.extend_from_slice(&b.bytes),
+                    };
+                    add(first, &mut out, &mut err);
+                    while out.len() + err.len() < (1 << 20) {
+                        match rx.try_recv() {
+                            Ok(b) => add(b, &mut out, &mut err),
+                            Err(_) => break,
+                        }
+                    }
+                    // A closed or broken output must not stop the draining.
+                    if !out.is_empty() {
+                        let mut o = std::io::stdout().lock();
+                        let _ = o.write_all(&out);
+                        let _ = o.flush();
+                    }
+                    if !err.is_empty() {
+                        let _ = std::io::stderr().lock().write_all(&err);
+                    }
+                }
+            })?;
+        Ok((LogHub { tx, format }, handle))
+    }
+
+    /// Starts a reader task for one pipe. The task ends at end of file, after
+    /// flushing a last line without newline.
+    pub fn attach(
+        &self,
+        fd: OwnedFd,
+        stream: Stream,
+        process: Arc<str>,
+        instance: Arc<str>,
+        ring: Arc<LogRing>,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let hub = self.clone();
+        Ok(tokio::spawn(async move {
+            let mut framer = Framer::new(&hub, stream, &process, &instance);
+            let mut buf = vec![0u8; MAX_LINE];
+            loop {
+                match pipe.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let Some(chunk) = buf.get(..n) else { break };
+                        let (bytes, lines) = framer.feed(chunk, SystemTime::now());
+                        if !lines.is_empty() {
+                            ring.push_many(lines);
+                        }
+                        if !bytes.is_empty() && hub.tx.send(Batch { stream, bytes }).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let (bytes, lines) = framer.finish(SystemTime::now());
+            if !lines.is_empty() {
+                ring.push_many(lines);
+            }
+            if !bytes.is_empty() {
+                let _ = hub.tx.send(Batch { stream, bytes }).await;
+            }
+        }))
+    }
+}
+
+/// Splits a byte stream into lines and formats them.
+struct Framer<'a> {
+    format: LogFormat,
+    stream: Stream,
+    process: &'a str,
+    instance: &'a str,
+    prefix: Vec<u8>,
+    pending: Vec<u8>,
+}
+
+impl<'a> Framer<'a> {
+    fn new(hub: &LogHub, stream: Stream, process: &'a str, instance: &'a str) -> Self {
+        Framer {
+            format: hub.format,
+            stream,
+            process,
+            instance,
+            prefix: format!("[{instance}] ").into_bytes(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes new bytes; returns the formatted output and the ring lines for
+    /// every line completed by them.
+    fn feed(&mut self, data: &[u8], ts: SystemTime) -> (Vec<u8>, Vec<RingLine>) {
+        let mut out = Vec::with_capacity(data.len() + 64);
+        let mut ring = Vec::new();
+        let mut rest = data;
+        let mut ts_text = None;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = rest.split_at(pos);
+            rest = tail.get(1..).unwrap_or_default();
+            if self.pending.is_empty() {
+                self.emit(line, false, ts, &mut ts_text, &mut out, &mut ring);
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.emit_long(&whole, ts, &mut ts_text, &mut out, &mut ring);
+            }
+        }
+        self.pending.extend_from_slice(rest);
+        while self.pending.len() >= MAX_LINE {
+            let cut = utf8_cut(&self.pending, MAX_LINE);
+            let head: Vec<u8> = self.pending.drain(..cut).collect();
+            self.emit(&head, true, ts, &mut ts_text, &mut out, &mut ring);
+        }
+        (out, ring)
+    }
+
+    /// Flushes a last line that had no newline.
+    fn finish(&mut self, ts: SystemTime) -> (Vec<u8>, Vec<RingLine>) {
+        let mut out = Vec::new();
+        let mut ring = Vec::new();
+        if !self.pending.is_empty() {
+            let last = std::mem::take(&mut self.pending);
+            let mut ts_text = None;
+            self.emit_long(&last, ts, &mut ts_text, &mut out, &mut ring);
+        }
+        (out, ring)
+    }
+
+    fn emit_long(
+        &self,
+        mut line: &[u8],
+        ts: SystemTime,
+        ts_text: &mut Option<String>,
+        out: &mut Vec<u8>,
+        ring: &mut Vec<RingLine>,
+    ) {
+        while line.len() > MAX_LINE {
+            let cut = utf8_cut(line, MAX_LINE);
+            let (head, tail) = line.split_at(cut);
+            self.emit(head, true, ts, ts_text, out, ring);
+            line = tail;
+        }
+        self.emit(line, false, ts, ts_text, out, ring);
+    }
+
+    fn emit(
+        &self,
+        line: &[u8],
+        continued: bool,
+        ts: SystemTime,
+        ts_text: &mut Option<String>,
+        out: &mut Vec<u8>,
+        ring: &mut Vec<RingLine>,
+    ) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let msg = String::from_utf8_lossy(line);
+        match self.format {
+            LogFormat::Text => {
+                out.extend_from_slice(&self.prefix);
+                out.extend_from_slice(line);
+                if continued {
+                    out.extend_from_slice(b" [continued]");
+                }
+                out.push(b'\n');
+            }
+            LogFormat::Json => {
+                let ts = ts_text.get_or_insert_with(|| rfc3339_millis(ts));
+                let level = match self.stream {
+                    Stream::Stdout => "info",
+                    Stream::Stderr => "warn",
+                };
+                let mut obj = serde_json::json!({
+                    "ts": ts,
+                    "level": level,
+                    "process": self.process,
+                    "instance": self.instance,
+                    "stream": self.stream.as_str(),
+                    "msg": msg,
+                });
+                if continued {
+                    obj["continued"] = serde_json::Value::Bool(true);
+                }
+                if serde_json::to_writer(&mut *out, &obj).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+        }
+        ring.push(RingLine {
+            ts,
+            stream: self.stream,
+            msg: msg.into_owned(),
+        });
+    }
+}
+
+/// The largest cut point `<= max` that does not split a UTF-8 sequence
+/// (falls back to `max` for bytes that are not UTF-8 at all).
+fn utf8_cut(bytes: &[u8], max: usize) -> usize {
+    let max = max.min(bytes.len());
+    let mut cut = max;
+    while cut > 0 && cut + 4 > max {
+        match bytes.get(cut) {
+            Some(b) if (b & 0xC0) == 0x80 => cut -= 1,
+            _ => return cut,
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framer_text() -> (LogHub, String, String) {
+        let (tx, _rx) = mpsc::channel(1);
+        (
+            LogHub {
+                tx,
+                format: LogFormat::Text,
+            },
+            "w".to_string(),
+            "w-1".to_string(),
+        )
+    }
+
+    #[test]
+    fn splits_lines_across_reads() {
+        let (hub, p, i) = framer_text();
+        let mut f = Framer::new(&hub, Stream::Stdout, &p, &i);
+        let now = SystemTime::now();
+        let (a, _) = f.feed(b"hel", now);
+        assert!(a.is_empty());
+        let (b, ring) = f.feed(b"lo\nwor", now);
+        assert_eq!(b, b"[w-1] hello\n");
+        assert_eq!(ring.len(), 1);
+        let (c, _) = f.finish(now);
+        assert_eq!(c, b"[w-1] wor\n");
+    }
+
+    #[test]
+    fn long_lines_are_chunked_and_marked() {
+        let (hub, p, i) = framer_text();
+        let mut f = Framer::new(&hub, Stream::Stdout, &p, &i);
+        let now = SystemTime::now();
+        let mut data = vec![b'x'; MAX_LINE + 10];
+        data.push(b'\n');
+        let (out, ring) = f.feed(&data, now);
+        assert_eq!(ring.len(), 2);
+        let text = String::from_utf8_lossy(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with(" [continued]"));
+        assert_eq!(lines[1], format!("[w-1] {}", "x".repeat(10)));
+    }
+
+    #[test]
+    fn cut_respects_utf8() {
+        let s = "é".repeat(10);
+        let cut = utf8_cut(s.as_bytes(), 5);
+        assert!(s.is_char_boundary(cut));
+        assert_eq!(cut, 4);
+    }
+}

@@ -1,0 +1,141 @@
+//! Who may call `waitpid` and who may send signals.
+//!
+//! Invariants:
+//! - Only [`ChildRegistry::reap_batch`] calls `waitpid`, and it does so under
+//!   the write side of the gate. Spawning holds the read side from before
+//!   `fork` until the `Spawned` message is queued to the supervisor, so a
+//!   child that dies at once is always reported *after* its spawn, and std's
+//!   own wait on a failed `exec` can never lose its child to the reaper.
+//! - A reaped pid stays in the `reaped` set until the supervisor has handled
+//!   its exit ([`ChildRegistry::forget`]). Signals are sent under the read
+//!   side and refused for pids in that set, so a pid the kernel may already
+//!   have recycled is never signalled.
+//! - Signals go to process groups (every instance leads its own session).
+//!   A group id stays allocated while any member lives, so signalling a group
+//!   whose leader was reaped reaches only that instance's leftovers.
+
+use std::collections::HashSet;
+use std::sync::{RwLock, RwLockReadGuard};
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code when it exited normally.
+    pub code: Option<i32>,
+    /// The signal that killed it.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The shell convention: the code, or 128 + the signal number.
+    pub fn as_code(self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => -1,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(s)) => {
+                let name = phpeek_config::signal_name(s).unwrap_or("an unknown signal");
+                format!("killed by {name}")
+            }
+            (None, None) => "ended".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ChildRegistry {
+    reaped: RwLock<HashSet<i32>>,
+}
+
+impl ChildRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Held by a spawner from before `fork` until its result is queued.
+    pub fn spawn_gate(&self) -> RwLockReadGuard<'_, HashSet<i32>> {
+        self.reaped.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `sig` to the process group led by `pgid`, unless that pid was
+    /// reaped and its exit not yet handled.
+    pub fn signal_group(&self, pgid: i32, sig: Signal) -> Result<(), Errno> {
+        let reaped = self.spawn_gate();
+        if reaped.contains(&pgid) {
+            return Err(Errno::ESRCH);
+        }
+        killpg(Pid::from_raw(pgid), sig)
+    }
+
+    /// Sends `sig` to one process (the leader only), under the same check.
+    pub fn signal_pid(&self, pid: i32, sig: Signal) -> Result<(), Errno> {
+        let reaped = self.spawn_gate();
+        if reaped.contains(&pid) {
+            return Err(Errno::ESRCH);
+        }
+        nix::sys::signal::kill(Pid::from_raw(pid), sig)
+    }
+
+    /// Sends `sig` to the group even when its leader is gone: used for
+    /// leftovers of an instance whose leader exited while being stopped.
+    pub fn signal_leftovers(&self, pgid: i32, sig: Signal) -> Result<(), Errno> {
+        let _gate = self.spawn_gate();
+        killpg(Pid::from_raw(pgid), sig)
+    }
+
+    /// Reaps up to `max` exited children (managed or orphaned).
+    pub fn reap_batch(&self, max: usize) -> Vec<(i32, ExitStatus)> {
+        let mut out = Vec::new();
+        let mut reaped = self.reaped.write().unwrap_or_else(|p| p.into_inner());
+        while out.len() < max {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    reaped.insert(pid.as_raw());
+                    out.push((
+                        pid.as_raw(),
+                        ExitStatus {
+                            code: Some(code),
+                            signal: None,
+                        },
+                    ));
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    reaped.insert(pid.as_raw());
+                    out.push((
+                        pid.as_raw(),
+                        ExitStatus {
+                            code: None,
+                            signal: Some(sig as i32),
+                        },
+                    ));
+                }
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// The supervisor has handled this pid's exit; it may now be reused.
+    pub fn forget(&self, pid: i32) {
+        let mut reaped = self.reaped.write().unwrap_or_else(|p| p.into_inner());
+        reaped.remove(&pid);
+    }
+}

@@ -1,0 +1,219 @@
+//! SPEC §3: restart policies, backoff, max_restart_attempts, start order by
+//! depends_on, a command that cannot start.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn instance(m: &mut Manager, name: &str) -> Value {
+    m.get_json(&format!("/api/v1/processes/{name}"))
+}
+
+/// A child that appends a line per run to `$DIR/<file>` and exits `code`
+/// after a short while.
+fn runs_then_exits(file: &str, code: i32) -> String {
+    format!(r#"["sh", "-c", "echo run >> $DIR/{file}; sleep 0.2; exit {code}"]"#)
+}
+
+#[test]
+fn always_restarts_on_any_exit_and_counts_restarts() {
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  w:\n    command: {}\n    restart: always\n",
+        runs_then_exits("runs", 0)
+    );
+    let mut m = Manager::start(&yaml);
+    wait_for("three runs", DEADLINE, || {
+        (read(&m.path("runs")).lines().count() >= 3).then_some(())
+    });
+    let i = wait_for("restarts counted", DEADLINE, || {
+        let i = instance(&mut m, "w-1");
+        (i["restarts"].as_u64()? >= 2).then_some(i)
+    });
+    assert_eq!(i["name"], "w-1");
+    let metrics = http("GET", &m.metrics_url(), None, None).1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("phpeek_pm_process_restarts_total{")
+                && l.contains("reason=\"exit\"")
+                && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn on_failure_restarts_only_failures() {
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  ok:\n    command: {}\n    restart: on-failure\n  bad:\n    command: {}\n    restart: on-failure\n",
+        runs_then_exits("ok-runs", 0),
+        runs_then_exits("bad-runs", 7)
+    );
+    let mut m = Manager::start(&yaml);
+    wait_for("bad restarted twice", DEADLINE, || {
+        (read(&m.path("bad-runs")).lines().count() >= 3).then_some(())
+    });
+    let ok = wait_for("ok exited", DEADLINE, || {
+        let i = instance(&mut m, "ok-1");
+        (i["state"] == "exited").then_some(i)
+    });
+    assert_eq!(ok["last_exit_code"], 0);
+    assert_eq!(ok["pid"], Value::Null);
+    assert_eq!(read(&m.path("ok-runs")).lines().count(), 1);
+}
+
+#[test]
+fn never_leaves_an_exited_instance_listed() {
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  once:\n    command: {}\n    restart: never\n  keep:\n    command: [\"sleep\", \"300\"]\n",
+        runs_then_exits("runs", 4)
+    );
+    let mut m = Manager::start(&yaml);
+    let i = wait_for("exited", DEADLINE, || {
+        let i = instance(&mut m, "once-1");
+        (i["state"] == "exited").then_some(i)
+    });
+    assert_eq!(i["last_exit_code"], 4);
+    assert_eq!(i["restarts"], 0);
+    assert_eq!(read(&m.path("runs")).lines().count(), 1);
+    // The other process keeps the manager alive.
+    m.wait_running("keep", 1);
+}
+
+#[test]
+fn max_restart_attempts_ends_in_failed() {
+    let yaml = format!(
+        "{TEST_GLOBALS}  max_restart_attempts: 2\nprocesses:\n  crashy:\n    command: [\"sh\", \"-c\", \"echo run >> $DIR/runs; exit 1\"]\n  keep:\n    command: [\"sleep\", \"300\"]\n"
+    );
+    let mut m = Manager::start(&yaml);
+    let i = wait_for("failed", DEADLINE, || {
+        let i = instance(&mut m, "crashy-1");
+        (i["state"] == "failed").then_some(i)
+    });
+    // The first run plus two restarts.
+    assert_eq!(read(&m.path("runs")).lines().count(), 3);
+    assert_eq!(i["restarts"], 2);
+    assert!(
+        i["reason"].as_str().unwrap_or("").contains("gave up"),
+        "{i}"
+    );
+    // Failed stays failed: still three runs after the manager had time to act.
+    let p = instance(&mut m, "crashy");
+    assert_eq!(p["state"], "failed");
+    assert_eq!(read(&m.path("runs")).lines().count(), 3);
+    // Until started by request.
+    let (status, body) = m.post("/api/v1/processes/crashy-1/start", "");
+    assert_eq!(status, 202, "{body}");
+    wait_for("a fourth run", DEADLINE, || {
+        (read(&m.path("runs")).lines().count() >= 4).then_some(())
+    });
+}
+
+#[test]
+fn crashes_back_off_before_restarting() {
+    let yaml =
+        format!("{TEST_GLOBALS}processes:\n  crashy:\n    command: [\"sh\", \"-c\", \"exit 1\"]\n")
+            .replace(
+                "restart_backoff_initial: 100ms",
+                "restart_backoff_initial: 2s",
+            )
+            .replace("restart_backoff_max: 1s", "restart_backoff_max: 30s");
+    let mut m = Manager::start(&yaml);
+    let i = wait_for("backoff", DEADLINE, || {
+        let i = instance(&mut m, "crashy-1");
+        (i["state"] == "backoff").then_some(i)
+    });
+    assert!(
+        i["reason"].as_str().unwrap_or("").contains("restarting in"),
+        "{i}"
+    );
+    assert_eq!(i["last_exit_code"], 1);
+}
+
+#[test]
+fn a_command_that_cannot_start_does_not_stop_the_others() {
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  broken:\n    command: [\"/nonexistent/program\"]\n  fine:\n    command: [\"sleep\", \"300\"]\n    scale: 2\n"
+    );
+    let mut m = Manager::start(&yaml);
+    m.wait_running("fine", 2);
+    let i = wait_for("broken in backoff", DEADLINE, || {
+        let i = instance(&mut m, "broken-1");
+        matches!(i["state"].as_str(), Some("backoff" | "failed")).then_some(i)
+    });
+    assert!(
+        i["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/nonexistent/program"),
+        "{i}"
+    );
+    m.wait_stderr("/nonexistent/program");
+    assert!(alive(m.pid()));
+}
+
+#[test]
+fn dependents_start_after_their_dependencies_run() {
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  app:
+    depends_on: [cache, db]
+    command: ["sh", "-c", "echo app >> $DIR/order; exec sleep 300"]
+  db:
+    command: ["sh", "-c", "sleep 0.5; echo db >> $DIR/order; exec sleep 300"]
+  cache:
+    scale: 2
+    command: ["sh", "-c", "echo cache >> $DIR/order; exec sleep 300"]
+"#
+    );
+    let mut m = Manager::start(&yaml);
+    m.wait_running("app", 1);
+    let order = read(&m.path("order"));
+    let lines: Vec<&str> = order.lines().collect();
+    assert_eq!(lines.last(), Some(&"app"), "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
+
+#[test]
+fn a_process_waiting_on_a_dependency_says_so() {
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  never-up:
+    command: ["/nonexistent/db"]
+  app:
+    depends_on: [never-up]
+    command: ["sleep", "300"]
+"#
+    );
+    let mut m = Manager::start(&yaml);
+    let p = wait_for("app waiting", DEADLINE, || {
+        let p = instance(&mut m, "app");
+        (p["state"] == "waiting").then_some(p)
+    });
+    assert!(
+        p["reason"].as_str().unwrap_or("").contains("never-up"),
+        "{p}"
+    );
+    assert_eq!(p["instances"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_dependency_that_never_gets_ready_fails_the_dependent_after_the_timeout() {
+    let yaml = format!(
+        "{TEST_GLOBALS}  dependency_timeout: 1s\nprocesses:\n  never-up:\n    command: [\"/nonexistent/db\"]\n  app:\n    depends_on: [never-up]\n    command: [\"sleep\", \"300\"]\n"
+    );
+    let mut m = Manager::start(&yaml);
+    let p = wait_for("app failed", DEADLINE, || {
+        let p = instance(&mut m, "app");
+        (p["state"] == "failed").then_some(p)
+    });
+    assert!(
+        p["reason"].as_str().unwrap_or("").contains("never-up"),
+        "{p}"
+    );
+}

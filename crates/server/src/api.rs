@@ -1,0 +1,452 @@
+//! The management API (SPEC §5). Handlers only translate: reads come from
+//! the latest snapshot, writes are commands to the supervisor, answered once
+//! applied.
+
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use phpeek_core::{Command, CommandError, Handle, Outcome, Target};
+use phpeek_wire::{
+    ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
+    LogsResponse, ProcessInfo, ReadyResponse, ScaleRequest, ScaleResponse,
+};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::auth::TokenCheck;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Most log lines one request returns.
+const MAX_LOG_LINES: usize = phpeek_core::logs::RING_LINES * 64;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub handle: Handle,
+    pub auth: Option<TokenCheck>,
+}
+
+/// An error answer: `{"error": …}` with its status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorResponse {
+            error: self.1,
+            errors: Vec::new(),
+        };
+        (self.0, Json(body)).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            CommandError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            CommandError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
+        }
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no process or instance named `{name}`"),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "phpeek-pm management API",
+        description = "Inspect and control the processes of a phpeek-pm manager."
+    ),
+    paths(
+        health,
+        ready,
+        list_processes,
+        get_process,
+        scale_process,
+        start_process,
+        stop_process,
+        restart_process,
+        process_logs
+    ),
+    components(schemas(
+        HealthResponse,
+        ReadyResponse,
+        InstanceInfo,
+        ProcessInfo,
+        ScaleRequest,
+        ScaleResponse,
+        ActionResponse,
+        LogsResponse,
+        LogLine,
+        ErrorResponse
+    ))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document of this API.
+pub fn openapi_json() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+pub fn router(state: ApiState) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/processes", get(list_processes))
+        .route("/api/v1/processes/{name}", get(get_process))
+        .route("/api/v1/processes/{name}/scale", post(scale_process))
+        .route("/api/v1/processes/{name}/start", post(start_process))
+        .route("/api/v1/processes/{name}/stop", post(stop_process))
+        .route("/api/v1/processes/{name}/restart", post(restart_process))
+        .route("/api/v1/processes/{name}/logs", get(process_logs))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/ready", get(ready))
+        .merge(protected)
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(check) = &state.auth {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if !check.accepts(header) {
+            let mut resp =
+                ApiError(StatusCode::UNAUTHORIZED, "unauthorized".into()).into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+async fn fallback(method: Method) -> ApiError {
+    let _ = method;
+    ApiError(StatusCode::NOT_FOUND, "no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
+}
+
+/// Liveness: the manager answers.
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = HealthResponse)))]
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "healthy".into(),
+    })
+}
+
+/// Readiness: every enabled process at its desired scale and healthy.
+#[utoipa::path(get, path = "/api/v1/ready", responses((status = 200, body = ReadyResponse), (status = 503, body = ReadyResponse)))]
+async fn ready(State(state): State<ApiState>) -> Response {
+    let snap = state.handle.snapshot();
+    let mut reasons = Vec::new();
+    if snap.shutting_down {
+        reasons.push("the manager is shutting down".to_string());
+    }
+    for p in snap.processes.iter().filter(|p| p.enabled) {
+        if let Some(why) = &p.reason {
+            reasons.push(format!("{}: {why}", p.name));
+            continue;
+        }
+        for i in &p.instances {
+            let fine = match i.state {
+                InstanceState::Running => i.health != phpeek_wire::Health::Unhealthy,
+                InstanceState::Stopped => true,
+                InstanceState::Exited => p.restart == "never" && i.last_exit_code == Some(0),
+                _ => false,
+            };
+            if !fine {
+                reasons.push(format!("{} is {}", i.name, i.state.as_str()));
+            }
+        }
+        let present = p.instances.iter().filter(|i| i.number <= p.desired).count();
+        if (present as u64) < u64::from(p.desired) {
+            reasons.push(format!(
+                "{} has {present} of {} instances",
+                p.name, p.desired
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        (
+            StatusCode::OK,
+            Json(ReadyResponse {
+                status: "ready".into(),
+                reasons,
+            }),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ReadyResponse {
+                status: "not ready".into(),
+                reasons,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Every instance of every process, ordered by process name then number.
+#[utoipa::path(get, path = "/api/v1/processes", responses((status = 200, body = [InstanceInfo]), (status = 401, body = ErrorResponse)), security(("bearer" = [])))]
+async fn list_processes(State(state): State<ApiState>) -> Json<Vec<InstanceInfo>> {
+    Json(state.handle.snapshot().instance_infos(SystemTime::now()))
+}
+
+/// A process (with its instances) or a single instance.
+#[utoipa::path(get, path = "/api/v1/processes/{name}",
+    params(("name" = String, Path, description = "process or instance name")),
+    responses((status = 200, body = ProcessInfo), (status = 404, body = ErrorResponse)))]
+async fn get_process(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    let snap = state.handle.snapshot();
+    let now = SystemTime::now();
+    match snap.resolve(&name) {
+        Some(Target::Process(p)) => Json(p.to_info(now)).into_response(),
+        Some(Target::Instance(p, i)) => Json(i.to_info(&p.name, now)).into_response(),
+        None => not_found(&name).into_response(),
+    }
+}
+
+/// Reads a JSON body whatever its content type.
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body above {BODY_LIMIT} bytes"),
+            )
+        } else {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "empty body; expected JSON like {\"desired\": 3}".into(),
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Parses `{"desired": N}` (or `{"scale": N}`).
+pub fn parse_desired(body: &serde_json::Value) -> Result<u32, String> {
+    let Some(obj) = body.as_object() else {
+        return Err("body must be a JSON object like {\"desired\": 3}".into());
+    };
+    let value = obj
+        .get("desired")
+        .or_else(|| obj.get("scale"))
+        .ok_or_else(|| "missing `desired` (e.g. {\"desired\": 3})".to_string())?;
+    let n = value
+        .as_u64()
+        .ok_or_else(|| format!("`desired` must be a whole number >= 0, not {value}"))?;
+    u32::try_from(n).map_err(|_| format!("`desired` {n} is too large"))
+}
+
+/// Sets the desired number of instances.
+#[utoipa::path(post, path = "/api/v1/processes/{name}/scale",
+    params(("name" = String, Path, description = "process name")),
+    request_body = ScaleRequest,
+    responses((status = 202, body = ScaleResponse), (status = 200, body = ScaleResponse), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+async fn scale_process(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let value = json_body(body)?;
+    let desired = parse_desired(&value).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let outcome = state
+        .handle
+        .command(Command::Scale {
+            process: name,
+            desired,
+        })
+        .await?;
+    Ok(match outcome {
+        Outcome::Scaling {
+            process,
+            current,
+            desired,
+        } => (
+            StatusCode::ACCEPTED,
+            Json(ScaleResponse {
+                status: "scaling".into(),
+                message: format!("Scaling from {current} to {desired} instances"),
+                process,
+                current,
+                desired,
+            }),
+        )
+            .into_response(),
+        Outcome::Unchanged {
+            process,
+            current,
+            desired,
+        } => (
+            StatusCode::OK,
+            Json(ScaleResponse {
+                status: "unchanged".into(),
+                message: format!("Already at {desired} instances"),
+                process,
+                current,
+                desired,
+            }),
+        )
+            .into_response(),
+        Outcome::Done { process, message } => (
+            StatusCode::ACCEPTED,
+            Json(ActionResponse { message, process }),
+        )
+            .into_response(),
+    })
+}
+
+async fn action(state: &ApiState, cmd: Command) -> Result<Response, ApiError> {
+    match state.handle.command(cmd).await? {
+        Outcome::Done { process, message } => Ok((
+            StatusCode::ACCEPTED,
+            Json(ActionResponse { message, process }),
+        )
+            .into_response()),
+        other => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected answer: {other:?}"),
+        )),
+    }
+}
+
+/// Starts a process's stopped instances, or one instance.
+#[utoipa::path(post, path = "/api/v1/processes/{name}/start",
+    params(("name" = String, Path, description = "process or instance name")),
+    responses((status = 202, body = ActionResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+async fn start_process(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    action(&state, Command::Start { name }).await
+}
+
+/// Stops a process's instances, or one instance; they stay stopped.
+#[utoipa::path(post, path = "/api/v1/processes/{name}/stop",
+    params(("name" = String, Path, description = "process or instance name")),
+    responses((status = 202, body = ActionResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+async fn stop_process(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    action(&state, Command::Stop { name }).await
+}
+
+/// Restarts a process (rolling when it has several instances) or one instance.
+#[utoipa::path(post, path = "/api/v1/processes/{name}/restart",
+    params(("name" = String, Path, description = "process or instance name")),
+    responses((status = 202, body = ActionResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+async fn restart_process(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    action(&state, Command::Restart { name }).await
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    lines: Option<String>,
+}
+
+/// The last lines kept in memory for a process or an instance.
+#[utoipa::path(get, path = "/api/v1/processes/{name}/logs",
+    params(("name" = String, Path, description = "process or instance name"), ("lines" = Option<usize>, Query, description = "how many lines (default 100)")),
+    responses((status = 200, body = LogsResponse), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+async fn process_logs(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Json<LogsResponse>, ApiError> {
+    let n = match q.lines.as_deref() {
+        None => 100,
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`lines` must be a whole number, not `{s}`"),
+            )
+        })?,
+    }
+    .min(MAX_LOG_LINES);
+    let snap = state.handle.snapshot();
+    let instances: Vec<&phpeek_core::InstanceSnap> = match snap.resolve(&name) {
+        Some(Target::Process(p)) => p.instances.iter().collect(),
+        Some(Target::Instance(_, i)) => vec![i],
+        None => return Err(not_found(&name)),
+    };
+    let mut lines: Vec<(SystemTime, LogLine)> = Vec::new();
+    for i in instances {
+        for l in i.ring.tail(n) {
+            lines.push((
+                l.ts,
+                LogLine {
+                    ts: phpeek_core::logs::rfc3339_millis(l.ts),
+                    instance: i.name.to_string(),
+                    stream: l.stream.as_str().to_string(),
+                    msg: l.msg,
+                },
+            ));
+        }
+    }
+    lines.sort_by_key(|(ts, _)| *ts);
+    let skip = lines.len().saturating_sub(n);
+    Ok(Json(LogsResponse {
+        process: name,
+        lines: lines.into_iter().skip(skip).map(|(_, l)| l).collect(),
+    }))
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(openapi_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn desired_parsing() {
+        assert_eq!(parse_desired(&json!({"desired": 10})), Ok(10));
+        assert_eq!(parse_desired(&json!({"scale": 0})), Ok(0));
+        assert!(parse_desired(&json!({"desired": -1})).is_err());
+        assert!(parse_desired(&json!({"desired": 1.5})).is_err());
+        assert!(parse_desired(&json!({"desired": "3"})).is_err());
+        assert!(parse_desired(&json!({"desired": 1u64 << 40})).is_err());
+        assert!(parse_desired(&json!([3])).is_err());
+        assert!(parse_desired(&json!({})).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! The management API and the metrics endpoint.
+//!
+//! Listeners are bound before any child starts, so a taken port is a clear
+//! startup error rather than a manager running without its API. Serving runs
+//! in its own tasks and only ever reads snapshots or sends commands, so a
+//! slow or stuck client cannot delay the supervisor.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use phpeek_config::Config;
+use phpeek_core::Handle;
+use tokio::net::{TcpListener, UnixListener};
+
+/// Sockets bound at startup.
+pub struct Listeners {
+    api: Option<TcpListener>,
+    api_unix: Option<(UnixListener, PathBuf)>,
+    metrics: Option<TcpListener>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot listen for the {what} on {addr}: {source}")]
+    Tcp {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for the API on unix socket {path}: {source}")]
+    Unix {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+async fn bind_tcp(what: &'static str, host: &str, port: u16) -> Result<TcpListener, BindError> {
+    // A bare IPv6 address needs brackets to be joined with a port.
+    let addr = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| BindError::Tcp { what, addr, source })
+}
+
+fn url_of(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+impl Listeners {
+    /// Binds every enabled endpoint of `config`.
+    pub async fn bind(config: &Config) -> Result<Listeners, BindError> {
+        let g = &config.global;
+        let mut out = Listeners {
+            api: None,
+            api_unix: None,
+            metrics: None,
+        };
+        if g.api_enabled {
+            let l = bind_tcp("API", &g.api_host, g.api_port).await?;
+            if let Ok(a) = l.local_addr() {
+                tracing::info!("API listening on {}", url_of(a));
+            }
+            out.api = Some(l);
+            if let Some(path) = &g.api_socket {
+                // A socket file left by an earlier run would make bind fail.
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                let l = UnixListener::bind(path).map_err(|source| BindError::Unix {
+                    path: path.clone(),
+                    source,
+                })?;
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+                tracing::info!("API listening on unix socket {}", path.display());
+                out.api_unix = Some((l, path.clone()));
+            }
+        }
+        if g.metrics_enabled {
+            let l = bind_tcp("metrics", &g.metrics_host, g.metrics_port).await?;
+            if let Ok(a) = l.local_addr() {
+                tracing::info!("metrics listening on {}{}", url_of(a), g.metrics_path);
+            }
+            out.metrics = Some(l);
+        }
+        Ok(out)
+    }
+
+    /// Serves every bound endpoint in background tasks.
+    pub fn serve(self, config: &Config, handle: Handle) {
+        let state = api::ApiState {
+            handle: handle.clone(),
+            auth: config.global.api_auth.as_deref().map(auth::TokenCheck::new),
+        };
+        if let Some(l) = self.api {
+            let app = api::router(state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!("API server stopped: {e}");
+                }
+            });
+        }
+        if let Some((l, _path)) = self.api_unix {
+            let app = api::router(state);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!("API socket server stopped: {e}");
+                }
+            });
+        }
+        if let Some(l) = self.metrics {
+            let app = metrics::router(handle, &config.global.metrics_path);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!("metrics server stopped: {e}");
+                }
+            });
+        }
+    }
+}

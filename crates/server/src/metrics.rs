@@ -1,0 +1,274 @@
+//! Prometheus metrics (SPEC §6), built fresh from the latest snapshot at
+//! every scrape: series of instances that were scaled away simply are not
+//! there any more, and no metric state lives outside the supervisor.
+
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use phpeek_core::{Handle, RestartReason, Snapshot};
+use phpeek_wire::InstanceState;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    name: String,
+    process: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestartLabels {
+    name: String,
+    process: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScaleLabels {
+    name: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    name: String,
+    process: String,
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthTypeLabels {
+    name: String,
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthResultLabels {
+    name: String,
+    r#type: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+fn health_buckets() -> Family<HealthTypeLabels, Histogram> {
+    Family::new_with_constructor(|| {
+        Histogram::new([
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+    })
+}
+
+/// Renders the metrics text for a snapshot.
+pub fn render(
+    snap: &Snapshot,
+    usage: &std::collections::HashMap<i32, phpeek_core::procfs::Usage>,
+) -> String {
+    let mut reg = Registry::default();
+    let up = Family::<InstanceLabels, Gauge>::default();
+    let restarts = Family::<RestartLabels, Counter>::default();
+    let start_time = Family::<InstanceLabels, Gauge>::default();
+    let exit_code = Family::<InstanceLabels, Gauge>::default();
+    let desired = Family::<ProcessLabels, Gauge>::default();
+    let current = Family::<ProcessLabels, Gauge>::default();
+    let cpu = Family::<InstanceLabels, Counter<f64, AtomicU64>>::default();
+    let memory = Family::<InstanceLabels, Gauge>::default();
+    let health_status = Family::<HealthLabels, Gauge>::default();
+    let health_duration = health_buckets();
+    let health_checks = Family::<HealthResultLabels, Counter>::default();
+    let scale_events = Family::<ScaleLabels, Counter>::default();
+    let build_info = Family::<VersionLabels, Gauge>::default();
+    let manager_up = Gauge::<i64>::default();
+
+    for p in &snap.processes {
+        let name = p.name.to_string();
+        let pl = ProcessLabels { name: name.clone() };
+        desired.get_or_create(&pl).set(i64::from(p.desired));
+        let running = p
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .count();
+        current
+            .get_or_create(&pl)
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
+        for (dir, n) in [("up", p.scale_events.0), ("down", p.scale_events.1)] {
+            scale_events
+                .get_or_create(&ScaleLabels {
+                    name: name.clone(),
+                    direction: dir.into(),
+                })
+                .inc_by(n);
+        }
+        for i in &p.instances {
+            let il = InstanceLabels {
+                name: name.clone(),
+                process: i.name.to_string(),
+            };
+            let is_up = i.state == InstanceState::Running && i.pid.is_some();
+            up.get_or_create(&il).set(i64::from(is_up));
+            for reason in RestartReason::ALL {
+                let n = i
+                    .restarts_by_reason
+                    .get(reason as usize)
+                    .copied()
+                    .unwrap_or(0);
+                restarts
+                    .get_or_create(&RestartLabels {
+                        name: name.clone(),
+                        process: i.name.to_string(),
+                        reason: reason.as_str().into(),
+                    })
+                    .inc_by(n);
+            }
+            if let Some(t) = i.started_at {
+                let secs = t
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                start_time
+                    .get_or_create(&il)
+                    .set(i64::try_from(secs).unwrap_or(i64::MAX));
+            }
+            if let Some(code) = i.last_exit_code {
+                exit_code.get_or_create(&il).set(i64::from(code));
+            }
+            if let Some(u) = i.pid.and_then(|pid| usage.get(&pid)) {
+                cpu.get_or_create(&il).inc_by(u.cpu_seconds);
+                memory
+                    .get_or_create(&il)
+                    .set(i64::try_from(u.rss_bytes).unwrap_or(i64::MAX));
+            }
+            if let (Some(t), phpeek_wire::Health::Healthy | phpeek_wire::Health::Unhealthy) =
+                (p.health_type, i.health)
+            {
+                health_status
+                    .get_or_create(&HealthLabels {
+                        name: name.clone(),
+                        process: i.name.to_string(),
+                        r#type: t.into(),
+                    })
+                    .set(i64::from(i.health == phpeek_wire::Health::Healthy));
+            }
+        }
+    }
+    build_info
+        .get_or_create(&VersionLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+        .set(1);
+    manager_up.set(1);
+
+    reg.register("phpeek_pm_process_up", "1 when the instance is running", up);
+    reg.register(
+        "phpeek_pm_process_restarts",
+        "Restarts of the instance by reason",
+        restarts,
+    );
+    reg.register(
+        "phpeek_pm_process_start_time_seconds",
+        "Unix time the instance last started",
+        start_time,
+    );
+    reg.register(
+        "phpeek_pm_process_last_exit_code",
+        "Exit code of the instance's last run",
+        exit_code,
+    );
+    reg.register(
+        "phpeek_pm_process_desired_scale",
+        "Desired number of instances",
+        desired,
+    );
+    reg.register(
+        "phpeek_pm_process_current_scale",
+        "Running instances",
+        current,
+    );
+    reg.register(
+        "phpeek_pm_process_cpu_seconds",
+        "CPU time of the instance's process tree",
+        cpu,
+    );
+    reg.register(
+        "phpeek_pm_process_memory_bytes",
+        "Resident memory of the instance's process tree",
+        memory,
+    );
+    reg.register(
+        "phpeek_pm_health_check_status",
+        "1 healthy, 0 unhealthy",
+        health_status,
+    );
+    reg.register(
+        "phpeek_pm_health_check_duration_seconds",
+        "Duration of health probes",
+        health_duration,
+    );
+    reg.register(
+        "phpeek_pm_health_checks",
+        "Health probes by result",
+        health_checks,
+    );
+    reg.register(
+        "phpeek_pm_scale_events",
+        "Scale requests by direction",
+        scale_events,
+    );
+    reg.register("phpeek_pm_build_info", "Build information", build_info);
+    reg.register("phpeek_pm_up", "1 while the manager runs", manager_up);
+
+    let mut out = String::new();
+    if encode(&mut out, &reg).is_err() {
+        out.clear();
+    }
+    out
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    handle: Handle,
+}
+
+async fn scrape(axum::extract::State(state): State<MetricsState>) -> Response {
+    let snap = state.handle.snapshot();
+    let text = tokio::task::spawn_blocking(move || {
+        let usage = phpeek_core::procfs::usage_by_session();
+        render(&snap, &usage)
+    })
+    .await;
+    match text {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable").into_response(),
+    }
+}
+
+pub fn router(handle: Handle, path: &str) -> Router {
+    Router::new()
+        .route(path, get(scrape))
+        .with_state(MetricsState { handle })
+}

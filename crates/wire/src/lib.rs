@@ -1,0 +1,181 @@
+//! Request and response bodies of the management API, shared by the server,
+//! the CLI and the TUI. Plain data: no logic lives here.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Lifecycle state of one instance (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Exited,
+    Backoff,
+    Failed,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Exited => "exited",
+            InstanceState::Backoff => "backoff",
+            InstanceState::Failed => "failed",
+        }
+    }
+}
+
+/// Health of an instance as last probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+/// One running copy of a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceInfo {
+    /// `queue-default-2`
+    pub name: String,
+    /// `queue-default`
+    pub process: String,
+    pub number: u32,
+    pub state: InstanceState,
+    pub pid: Option<i32>,
+    /// Whole seconds since the current run started; 0 when not running.
+    pub uptime: u64,
+    /// Unix seconds of the current (or last) start.
+    pub started_at: Option<i64>,
+    pub restarts: u64,
+    pub last_exit_code: Option<i32>,
+    pub health: Health,
+    /// Why the instance is in its state, when there is something to say
+    /// (a spawn error, the signal that killed it, the backoff delay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Aggregate state of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessState {
+    /// Every wanted instance runs.
+    Running,
+    /// Some instances are starting, stopping or in backoff.
+    Degraded,
+    /// Waiting for dependencies.
+    Waiting,
+    /// Desired scale 0 and nothing runs, or every instance stopped by request.
+    Stopped,
+    /// Disabled in the config.
+    Disabled,
+    /// Every instance ended and none will restart.
+    Exited,
+    /// Restart attempts exhausted or a dependency never became ready.
+    Failed,
+}
+
+/// Progress of a rolling restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rollout {
+    /// `running`, `done` or `halted`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A process with its instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessInfo {
+    pub name: String,
+    /// Desired number of instances (same as `desired`).
+    pub scale: u32,
+    pub desired: u32,
+    /// Instances in state `running`.
+    pub current: u32,
+    pub state: ProcessState,
+    /// Restart policy: `always`, `on-failure` or `never`.
+    pub restart: String,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    pub instances: Vec<InstanceInfo>,
+}
+
+/// `GET /api/v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: String,
+}
+
+/// `GET /api/v1/ready` (200 or 503).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReadyResponse {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// `POST /api/v1/processes/{process}/scale` body. `desired` wins when both
+/// are given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScaleRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<serde_json::Value>,
+}
+
+/// Answer to a scale request (202 `scaling`, 200 `unchanged`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScaleResponse {
+    pub status: String,
+    pub process: String,
+    pub current: u32,
+    pub desired: u32,
+    pub message: String,
+}
+
+/// Answer to start, stop, restart and reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ActionResponse {
+    pub message: String,
+    pub process: String,
+}
+
+/// One remembered output line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    pub instance: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub msg: String,
+}
+
+/// `GET /api/v1/processes/{name}/logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogsResponse {
+    pub process: String,
+    pub lines: Vec<LogLine>,
+}
+
+/// Every error answer: `{"error": "..."}`, with config errors listed for a
+/// rejected reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}

@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod logs;
 pub mod procfs;
+pub mod reconcile;
 pub mod registry;
 pub mod snapshot;
 pub mod spawn;

@@ -202,7 +202,7 @@ impl<'a> Framer<'a> {
             let (line, tail) = rest.split_at(pos);
             rest = tail.get(1..).unwrap_or_default();
             if self.pending.is_empty() {
-                self.emit(line, false, ts, &mut ts_text, &mut out, &mut ring);
+                self.emit_long(line, ts, &mut ts_text, &mut out, &mut ring);
             } else {
                 let mut whole = std::mem::take(&mut self.pending);
                 whole.extend_from_slice(line);

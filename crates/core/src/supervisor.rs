@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backoff::Backoff;
 use crate::logs::{LogHub, LogRing, Stream};
+use crate::reconcile::plan_scale;
 use crate::registry::{ChildRegistry, ExitStatus};
 use crate::snapshot::{InstanceSnap, ProcessSnap, RestartReason, Snapshot};
 use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
@@ -509,7 +510,11 @@ impl Supervisor {
                 self.processes
                     .get(&pname)
                     .and_then(|p| p.instances.get(n))
-                    .is_some_and(|i| i.intent != Intent::Remove)
+                    // A process restart leaves instances stopped by request
+                    // alone; naming a stopped instance starts it.
+                    .is_some_and(|i| {
+                        i.intent == Intent::Run || (!whole && i.intent == Intent::Stop)
+                    })
             })
             .collect();
         if whole && live.len() > 1 {
@@ -1073,30 +1078,25 @@ impl Supervisor {
         if !p.cfg.enabled || p.gate != DepGate::Open {
             return;
         }
-        let desired = p.desired;
-        let mut to_start = Vec::new();
-        for n in 1..=desired {
-            if !p.instances.contains_key(&n) {
-                p.instances.insert(n, Instance::new(&p.name, n));
-                to_start.push(n);
-            }
+        let plan = plan_scale(
+            p.instances
+                .iter()
+                .map(|(n, i)| (*n, i.intent == Intent::Remove)),
+            p.desired,
+        );
+        for n in &plan.start {
+            p.instances.insert(*n, Instance::new(&p.name, *n));
         }
-        let extra: Vec<u32> = p
-            .instances
-            .range(desired.saturating_add(1)..)
-            .filter(|(_, i)| i.intent != Intent::Remove)
-            .map(|(n, _)| *n)
-            .collect();
-        for n in &extra {
+        for n in &plan.remove {
             if let Some(inst) = p.instances.get_mut(n) {
                 inst.intent = Intent::Remove;
                 inst.restart_after_exit = false;
             }
         }
-        for n in to_start {
+        for n in plan.start {
             self.spawn_instance(name, n);
         }
-        for n in extra.into_iter().rev() {
+        for n in plan.remove {
             self.stop_instance(name, n);
         }
     }
@@ -1143,11 +1143,17 @@ impl Supervisor {
         if !self.ever_started || !all_down {
             return None;
         }
+        // Processes scaled to zero do not count as ended: something must
+        // have run and ended for "nothing left to run" to hold.
         let mut failed = false;
+        let mut any_ended = false;
         for p in self.processes.values().filter(|p| p.cfg.enabled) {
             match &p.gate {
                 DepGate::Waiting { .. } => return None,
-                DepGate::Failed(_) => failed = true,
+                DepGate::Failed(_) => {
+                    failed = true;
+                    any_ended = true;
+                }
                 DepGate::Open => {}
             }
             if (p.instances.len() as u64) < u64::from(p.desired) {
@@ -1159,7 +1165,11 @@ impl Supervisor {
                     InstanceState::Failed => failed = true,
                     _ => return None,
                 }
+                any_ended = true;
             }
+        }
+        if !any_ended {
+            return None;
         }
         tracing::info!("every process has ended; exiting");
         Some(i32::from(failed))

@@ -163,20 +163,49 @@ fn dependents_start_after_their_dependencies_run() {
         r#"{TEST_GLOBALS}processes:
   app:
     depends_on: [cache, db]
-    command: ["sh", "-c", "echo app >> $DIR/order; exec sleep 300"]
+    command: ["sleep", "300"]
   db:
-    command: ["sh", "-c", "sleep 0.5; echo db >> $DIR/order; exec sleep 300"]
+    command: ["sleep", "300"]
   cache:
     scale: 2
-    command: ["sh", "-c", "echo cache >> $DIR/order; exec sleep 300"]
+    command: ["sleep", "300"]
 "#
     );
     let mut m = Manager::start(&yaml);
-    m.wait_running("app", 1);
-    let order = read(&m.path("order"));
-    let lines: Vec<&str> = order.lines().collect();
-    assert_eq!(lines.last(), Some(&"app"), "{lines:?}");
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    // At no point may app have an instance while a dependency is not fully
+    // running.
+    let app = wait_for("app running", DEADLINE, || {
+        let all = m.instances();
+        let app: Vec<&Value> = all.iter().filter(|i| i["process"] == "app").collect();
+        if !app.is_empty() {
+            let deps: Vec<&Value> = all
+                .iter()
+                .filter(|i| i["process"] == "db" || i["process"] == "cache")
+                .collect();
+            assert_eq!(
+                deps.len(),
+                3,
+                "app started before its dependencies: {all:?}"
+            );
+            assert!(
+                deps.iter().all(|d| d["state"] == "running"),
+                "app started while a dependency was not running: {all:?}"
+            );
+        }
+        let a = app.first()?;
+        (a["state"] == "running").then(|| (*a).clone())
+    });
+    // Spawned strictly after every dependency (pids are handed out in
+    // increasing order).
+    let app_pid = app["pid"].as_i64().unwrap();
+    for i in m.instances() {
+        if i["process"] != "app" {
+            assert!(
+                i["pid"].as_i64().unwrap() < app_pid,
+                "{i} vs app pid {app_pid}"
+            );
+        }
+    }
 }
 
 #[test]

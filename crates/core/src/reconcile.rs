@@ -1,0 +1,121 @@
+//! Scaling as a plan: given the instance numbers a process has and its
+//! desired scale, which numbers to start and which to stop.
+//!
+//! Invariants the supervisor relies on (property-tested below):
+//! - Applying the plan after every change converges to exactly the
+//!   instances `1..=desired`, whatever sequence of targets came before.
+//! - Running instances within `1..=desired` are never touched.
+//! - Scale-down removes the highest numbers first.
+//! - A number still held by an instance being removed is not started again
+//!   until that instance is gone (its predecessor must be reaped first).
+
+/// What to do to reach the desired scale.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Numbers to create and start, ascending.
+    pub start: Vec<u32>,
+    /// Numbers to stop and remove, highest first.
+    pub remove: Vec<u32>,
+}
+
+/// `existing` yields each instance number with whether it is already being
+/// removed.
+pub fn plan_scale(existing: impl IntoIterator<Item = (u32, bool)>, desired: u32) -> Plan {
+    let mut have = std::collections::BTreeMap::new();
+    for (n, removing) in existing {
+        have.insert(n, removing);
+    }
+    let start = (1..=desired).filter(|n| !have.contains_key(n)).collect();
+    let remove = have
+        .range(desired.saturating_add(1)..)
+        .rev()
+        .filter(|(_, removing)| !**removing)
+        .map(|(n, _)| *n)
+        .collect();
+    Plan { start, remove }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn up_starts_only_the_missing_numbers() {
+        let p = plan_scale([(1, false), (2, false), (3, false)], 5);
+        assert_eq!(p.start, vec![4, 5]);
+        assert!(p.remove.is_empty());
+    }
+
+    #[test]
+    fn down_removes_highest_first() {
+        let p = plan_scale((1..=5).map(|n| (n, false)), 2);
+        assert_eq!(p.remove, vec![5, 4, 3]);
+        assert!(p.start.is_empty());
+    }
+
+    #[test]
+    fn a_number_being_removed_is_not_started_again_yet() {
+        let p = plan_scale([(1, false), (2, true)], 2);
+        assert!(p.start.is_empty());
+        assert!(p.remove.is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Scale(u32),
+        /// The removing instance at this position (mod count) exits.
+        Exit(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u32..60).prop_map(Op::Scale),
+            (0usize..100).prop_map(Op::Exit),
+        ]
+    }
+
+    /// Model: number -> removing?
+    fn apply(model: &mut BTreeMap<u32, bool>, desired: u32) {
+        let p = plan_scale(model.iter().map(|(n, r)| (*n, *r)), desired);
+        for n in p.start {
+            model.insert(n, false);
+        }
+        for n in p.remove {
+            model.insert(n, true);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_sequence_converges_to_the_last_target(ops in prop::collection::vec(op(), 1..60), initial in 0u32..20) {
+            let mut model = BTreeMap::new();
+            let mut desired = initial;
+            apply(&mut model, desired);
+            for op in ops {
+                match op {
+                    Op::Scale(d) => desired = d,
+                    Op::Exit(i) => {
+                        let removing: Vec<u32> = model.iter().filter(|(_, r)| **r).map(|(n, _)| *n).collect();
+                        if !removing.is_empty() {
+                            model.remove(&removing[i % removing.len()]);
+                        }
+                    }
+                }
+                apply(&mut model, desired);
+                // Never two live instances with one number, never a live
+                // instance outside 1..=desired that is not being removed.
+                for (n, removing) in &model {
+                    prop_assert!(*removing || (1..=desired).contains(n));
+                }
+            }
+            // Let every removal finish, then reconcile once more.
+            model.retain(|_, r| !*r);
+            apply(&mut model, desired);
+            let live: Vec<u32> = model.keys().copied().collect();
+            prop_assert_eq!(live, (1..=desired).collect::<Vec<u32>>());
+            prop_assert!(model.values().all(|r| !*r));
+        }
+    }
+}

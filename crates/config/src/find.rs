@@ -122,7 +122,7 @@ mod tests {
         let err = find_in(None, &env_missing, &defaults).err();
         assert!(err.is_some_and(|e| e.to_string().contains("PHPEEK_PM_CONFIG")));
         // Nothing found: every place is named.
-        let err = find_in(None, &none, &[c.clone()]).err();
+        let err = find_in(None, &none, std::slice::from_ref(&c)).err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("--config"), "{text}");
         assert!(text.contains("PHPEEK_PM_CONFIG"), "{text}");

@@ -72,6 +72,15 @@ pub(crate) fn apply(root: &mut Option<Node>, env: &Env, ctx: &mut Ctx<'_>) {
         value: Value::Map(Vec::new()),
         origin: Origin::Env(String::new()),
     });
+    if let Value::Scalar {
+        text,
+        style: Style::Plain,
+    } = &root.value
+    {
+        if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+            root.value = Value::Map(Vec::new());
+        }
+    }
     let Value::Map(top) = &mut root.value else {
         return; // reported by the validator
     };
@@ -103,7 +112,7 @@ fn apply_global(top: &mut Vec<Entry>, var: &str, key: &str, value: &str, ctx: &m
     set_entry(global, &lower, Node::env_scalar(value, var));
 }
 
-fn apply_process(top: &mut Vec<Entry>, var: &str, rest: &str, value: &str, ctx: &mut Ctx<'_>) {
+fn apply_process(top: &mut [Entry], var: &str, rest: &str, value: &str, ctx: &mut Ctx<'_>) {
     let names: Vec<String> = match top.iter().find(|e| e.key == "processes") {
         Some(Entry {
             value: Node {

@@ -142,6 +142,7 @@ enum RestartText {
 /// phpeek-pm configuration file.
 #[derive(JsonSchema)]
 #[schemars(title = "phpeek-pm configuration")]
+#[schemars(extend("patternProperties" = { "^x-": {} }))]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct FileConfig {

@@ -17,6 +17,9 @@
 //! * A missing or empty `processes:` map is accepted (the manager then only
 //!   serves its API until a reload adds processes); overrides cannot create
 //!   processes, they only change processes defined in the file.
+//! * Top-level keys starting with `x-` are ignored (as in docker compose),
+//!   so shared settings can live there as YAML anchors (`x-base: &base`)
+//!   and be merged into processes with `<<: *base`.
 //! * `version`: `1` or `1.x`; anything else is rejected as a format this
 //!   build does not know.
 //! * A process name may not equal `p-N` of another process `p` for any
@@ -483,6 +486,8 @@ pub(crate) fn build(root: Option<&Node>, ctx: &mut Ctx<'_>) -> Config {
             }
             "global" => global_node = Some(&e.value),
             "processes" => processes_node = Some(&e.value),
+            // Extension keys (as in docker compose): a home for YAML anchors.
+            k if k.starts_with("x-") => {}
             _ => {
                 let looks_like_process = matches!(&e.value.value, Value::Map(es) if es.iter().any(|x| x.key == "command"));
                 let extra = if looks_like_process {

@@ -13,7 +13,7 @@ global:
   api_auth: "token"
   metrics_path: /metrics
   restart_backoff_initial: 250ms
-base: &base
+x-base: &base
   restart: always
   env: { A: "${A:-x}", B: $$ }
 processes:

@@ -7,6 +7,7 @@
 //! [`Handle`]: commands go in as messages, state comes out as snapshots.
 
 pub mod backoff;
+pub mod health;
 pub mod logs;
 pub mod procfs;
 pub mod reconcile;
@@ -15,6 +16,7 @@ pub mod snapshot;
 pub mod spawn;
 pub mod supervisor;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use snapshot::{InstanceSnap, ProcessSnap, RestartReason, Snapshot, Target};
-pub use supervisor::{Command, CommandError, Outcome, SignalEvent};
+pub use supervisor::{Command, CommandError, Outcome, ReloadSummary, SignalEvent};
 
 use registry::ChildRegistry;
 use spawn::{Limits, Spawner};
@@ -46,6 +48,18 @@ pub struct Core {
 pub struct Handle {
     tx: mpsc::UnboundedSender<Msg>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    config_path: Arc<PathBuf>,
+    health: health::HealthMetrics,
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file has errors; the running config is untouched.
+    #[error("config rejected")]
+    Rejected(phpeek_config::ConfigErrors),
+    #[error(transparent)]
+    Refused(#[from] CommandError),
 }
 
 impl Handle {
@@ -74,6 +88,41 @@ impl Handle {
         })
     }
 
+    /// Probe counters for the metrics endpoint.
+    pub fn health_metrics(&self) -> &health::HealthMetrics {
+        &self.health
+    }
+
+    /// Re-reads the config file the manager started from and applies it.
+    /// A file with errors changes nothing; every error is logged.
+    pub async fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        let path = Arc::clone(&self.config_path);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let env = phpeek_config::Env::from_process();
+            phpeek_config::load_file(&path, &env)
+        })
+        .await
+        .map_err(|_| CommandError::Conflict("the reload task failed".into()))?;
+        let config = match loaded {
+            Ok(c) => c,
+            Err(errors) => {
+                tracing::error!(
+                    "reload rejected: {} has {} error(s); the running configuration stays",
+                    self.config_path.display(),
+                    errors.errors.len()
+                );
+                for line in errors.to_string().lines() {
+                    tracing::error!("{line}");
+                }
+                return Err(ReloadError::Rejected(errors));
+            }
+        };
+        match self.command(Command::Reload(Box::new(config))).await? {
+            Outcome::Reloaded(summary) => Ok(summary),
+            _ => Ok(ReloadSummary::default()),
+        }
+    }
+
     /// Delivers a signal event as if the OS had sent it.
     pub fn signal(&self, ev: SignalEvent) {
         let _ = self.tx.send(Msg::Signal(ev));
@@ -89,8 +138,9 @@ pub enum StartError {
     Thread(&'static str, std::io::Error),
 }
 
-/// Starts supervising `config`. Must be called inside a tokio runtime.
-pub fn start(config: Config) -> Result<Core, StartError> {
+/// Starts supervising `config`, read from `config_path` (re-read on
+/// reload). Must be called inside a tokio runtime.
+pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     // Listeners first: before any child exists, and (as PID 1) before any
     // signal could arrive with no handler to make the kernel deliver it.
     let mut chld = signal(SignalKind::child()).map_err(|e| StartError::Signal("SIGCHLD", e))?;
@@ -128,6 +178,9 @@ pub fn start(config: Config) -> Result<Core, StartError> {
                 let batch = reaper_registry.reap_batch(REAP_BATCH);
                 let full = batch.len() == REAP_BATCH;
                 for (pid, status) in batch {
+                    if reaper_registry.deliver_to_waiter(pid, status) {
+                        continue;
+                    }
                     if reaper_tx.send(Msg::Exited(pid, status)).is_err() {
                         return;
                     }
@@ -144,14 +197,31 @@ pub fn start(config: Config) -> Result<Core, StartError> {
         }
     });
 
+    let kit = health::ProbeKit::new(spawner, Arc::clone(&registry));
+    let handle = Handle {
+        tx: tx.clone(),
+        snapshot: snap_rx,
+        config_path: Arc::new(config_path),
+        health: kit.metrics.clone(),
+    };
     let sig_tx = tx.clone();
+    let sig_handle = handle.clone();
     tokio::spawn(async move {
         loop {
             let ev = tokio::select! {
                 _ = term.recv() => SignalEvent::Terminate(libc::SIGTERM),
                 _ = int.recv() => SignalEvent::Terminate(libc::SIGINT),
                 _ = quit.recv() => SignalEvent::Terminate(libc::SIGQUIT),
-                _ = hup.recv() => SignalEvent::Reload,
+                _ = hup.recv() => {
+                    let h = sig_handle.clone();
+                    tokio::spawn(async move {
+                        tracing::info!("SIGHUP received: reloading the configuration");
+                        if let Err(ReloadError::Refused(e)) = h.reload().await {
+                            tracing::warn!("reload refused: {e}");
+                        }
+                    });
+                    continue;
+                }
                 _ = usr1.recv() => SignalEvent::Forward(libc::SIGUSR1),
                 _ = usr2.recv() => SignalEvent::Forward(libc::SIGUSR2),
             };
@@ -161,13 +231,10 @@ pub fn start(config: Config) -> Result<Core, StartError> {
         }
     });
 
-    let supervisor = Supervisor::new(config, tx.clone(), registry, spawner, logs, snap_tx);
+    let supervisor = Supervisor::new(config, tx, kit, logs, snap_tx);
     let done = tokio::spawn(supervisor.run(rx));
     Ok(Core {
-        handle: Handle {
-            tx,
-            snapshot: snap_rx,
-        },
+        handle,
         done,
         log_writer,
     })

@@ -210,7 +210,7 @@ impl<'a> Framer<'a> {
             }
         }
         self.pending.extend_from_slice(rest);
-        while self.pending.len() >= MAX_LINE {
+        while self.pending.len() > MAX_LINE {
             let cut = utf8_cut(&self.pending, MAX_LINE);
             let head: Vec<u8> = self.pending.drain(..cut).collect();
             self.emit(&head, true, ts, &mut ts_text, &mut out, &mut ring);

@@ -14,8 +14,10 @@
 //!   A group id stays allocated while any member lives, so signalling a group
 //!   whose leader was reaped reaches only that instance's leftovers.
 
-use std::collections::HashSet;
-use std::sync::{RwLock, RwLockReadGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+use tokio::sync::oneshot;
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
@@ -60,6 +62,9 @@ impl ExitStatus {
 #[derive(Debug, Default)]
 pub struct ChildRegistry {
     reaped: RwLock<HashSet<i32>>,
+    /// Short-lived children (exec probes) whose exit goes straight to a
+    /// waiter instead of the supervisor.
+    waiters: Mutex<HashMap<i32, oneshot::Sender<ExitStatus>>>,
 }
 
 impl ChildRegistry {
@@ -131,6 +136,31 @@ impl ChildRegistry {
             }
         }
         out
+    }
+
+    /// Routes the exit of `pid` to the returned receiver. Must be called
+    /// while the spawn gate of that pid's spawn is still held.
+    pub fn watch_exit(&self, pid: i32) -> oneshot::Receiver<ExitStatus> {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.insert(pid, tx);
+        rx
+    }
+
+    /// Delivers an exit to its waiter, if it has one; true when delivered.
+    pub fn deliver_to_waiter(&self, pid: i32, status: ExitStatus) -> bool {
+        let tx = {
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            w.remove(&pid)
+        };
+        match tx {
+            Some(tx) => {
+                self.forget(pid);
+                let _ = tx.send(status);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The supervisor has handled this pid's exit; it may now be reused.

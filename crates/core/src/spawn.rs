@@ -269,7 +269,7 @@ impl Spawner {
         Ok(Spawner { tx })
     }
 
-    pub fn submit(&self, job: SpawnJob) -> Result<(), SpawnJob> {
-        self.tx.send(job).map_err(|e| e.0)
+    pub fn submit(&self, job: SpawnJob) -> Result<(), Box<SpawnJob>> {
+        self.tx.send(job).map_err(|e| Box::new(e.0))
     }
 }

@@ -17,11 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
-use phpeek_config::{expand_instance_vars, Config, InstanceVars, ProcessConfig, RestartPolicy};
+use phpeek_config::{
+    expand_instance_vars, Config, HealthCheckKind, InstanceVars, ProcessConfig, RestartPolicy,
+};
 use phpeek_wire::{Health, InstanceState, ProcessState, Rollout};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backoff::Backoff;
+use crate::health::{start_probing, ProbeKit, ProbeResult, Target as ProbeTarget};
 use crate::logs::{LogHub, LogRing, Stream};
 use crate::reconcile::plan_scale;
 use crate::registry::{ChildRegistry, ExitStatus};
@@ -31,10 +34,21 @@ use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
 /// A request to the supervisor, answered once applied.
 #[derive(Debug)]
 pub enum Command {
-    Scale { process: String, desired: u32 },
-    Start { name: String },
-    Stop { name: String },
-    Restart { name: String },
+    Scale {
+        process: String,
+        desired: u32,
+    },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
+    Restart {
+        name: String,
+    },
+    /// Apply a new, already validated configuration (hot reload).
+    Reload(Box<Config>),
 }
 
 /// The answer to a [`Command`].
@@ -54,6 +68,19 @@ pub enum Outcome {
         process: String,
         message: String,
     },
+    Reloaded(ReloadSummary),
+}
+
+/// What a reload changed, by process name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub rescaled: Vec<String>,
+    /// Processes whose instances are rolled onto the new definition.
+    pub restarted: Vec<String>,
+    /// Other changes applied in place (policy, timeouts, checks, limits).
+    pub updated: Vec<String>,
 }
 
 /// Why a command was refused.
@@ -91,6 +118,12 @@ pub(crate) enum Msg {
         kind: TimerKind,
     },
     Signal(SignalEvent),
+    Probe {
+        process: Arc<str>,
+        number: u32,
+        gen: u64,
+        result: ProbeResult,
+    },
     Tick,
 }
 
@@ -132,6 +165,9 @@ struct Instance {
     restart_after_exit: bool,
     health: Health,
     ring: Arc<LogRing>,
+    probe: Option<tokio::task::AbortHandle>,
+    probe_ok: u32,
+    probe_fail: u32,
 }
 
 impl Instance {
@@ -155,7 +191,19 @@ impl Instance {
             restart_after_exit: false,
             health: Health::Unknown,
             ring: Arc::new(LogRing::default()),
+            probe: None,
+            probe_ok: 0,
+            probe_fail: 0,
         }
+    }
+
+    /// Ends the probe task of the current run, if any.
+    fn stop_probing(&mut self) {
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+        self.probe_ok = 0;
+        self.probe_fail = 0;
     }
 
     /// No live leader and no spawn in flight.
@@ -188,6 +236,38 @@ struct Process {
     scale_events: (u64, u64),
     /// Shutdown: the stop signal was sent to this process's instances.
     stop_begun: bool,
+    /// Gone from the config by a reload: leaves once its instances are gone.
+    removed: bool,
+}
+
+impl Process {
+    fn new(name: Arc<str>, cfg: ProcessConfig, now: Instant) -> Process {
+        let gate = if cfg.depends_on.is_empty() {
+            DepGate::Open
+        } else {
+            DepGate::Waiting { since: now }
+        };
+        Process {
+            name,
+            desired: cfg.scale,
+            cfg,
+            instances: BTreeMap::new(),
+            gate,
+            rollout: None,
+            scale_events: (0, 0),
+            stop_begun: false,
+            removed: false,
+        }
+    }
+
+    /// The number of instances reconciling aims at.
+    fn target(&self) -> u32 {
+        if self.cfg.enabled && !self.removed {
+            self.desired
+        } else {
+            0
+        }
+    }
 }
 
 pub(crate) struct Supervisor {
@@ -208,6 +288,7 @@ pub(crate) struct Supervisor {
     forced_kills: u64,
     orphans_reaped: u64,
     ever_started: bool,
+    kit: ProbeKit,
 }
 
 /// Environment variables never passed on to children (secrets of ours).
@@ -217,33 +298,19 @@ impl Supervisor {
     pub(crate) fn new(
         config: Config,
         tx: mpsc::UnboundedSender<Msg>,
-        registry: Arc<ChildRegistry>,
-        spawner: Spawner,
+        kit: ProbeKit,
         logs: LogHub,
         snapshot: watch::Sender<Arc<Snapshot>>,
     ) -> Self {
+        let registry = Arc::clone(&kit.registry);
+        let spawner = kit.spawner.clone();
         let now = Instant::now();
         let processes = config
             .processes
             .iter()
             .map(|(name, cfg)| {
                 let name: Arc<str> = Arc::from(name.as_str());
-                let gate = if cfg.depends_on.is_empty() {
-                    DepGate::Open
-                } else {
-                    DepGate::Waiting { since: now }
-                };
-                let p = Process {
-                    name: Arc::clone(&name),
-                    desired: cfg.scale,
-                    cfg: cfg.clone(),
-                    instances: BTreeMap::new(),
-                    gate,
-                    rollout: None,
-                    scale_events: (0, 0),
-                    stop_begun: false,
-                };
-                (name, p)
+                (Arc::clone(&name), Process::new(name, cfg.clone(), now))
             })
             .collect();
         let base_env = std::env::vars_os()
@@ -270,6 +337,7 @@ impl Supervisor {
             forced_kills: 0,
             orphans_reaped: 0,
             ever_started: false,
+            kit,
         }
     }
 
@@ -344,6 +412,12 @@ impl Supervisor {
                 kind,
             } => self.on_timer(&process, number, gen, kind),
             Msg::Signal(sig) => self.on_signal(sig),
+            Msg::Probe {
+                process,
+                number,
+                gen,
+                result,
+            } => self.on_probe(&process, number, gen, result),
             Msg::Tick => {}
         }
     }
@@ -361,6 +435,7 @@ impl Supervisor {
             Command::Start { name } => self.apply_start(&name),
             Command::Stop { name } => self.apply_stop(&name),
             Command::Restart { name } => self.apply_restart(&name),
+            Command::Reload(config) => Ok(Outcome::Reloaded(self.apply_reload(*config))),
         }
     }
 
@@ -572,7 +647,11 @@ impl Supervisor {
             }
             if let Some(cur) = roll.current {
                 match p.instances.get(&cur) {
-                    Some(i) if i.state == InstanceState::Running && !i.restart_after_exit => {
+                    Some(i)
+                        if i.state == InstanceState::Running
+                            && !i.restart_after_exit
+                            && (p.cfg.health_check.is_none() || i.health == Health::Healthy) =>
+                    {
                         roll.current = None;
                     }
                     Some(i)
@@ -605,6 +684,112 @@ impl Supervisor {
             roll.current = Some(next);
             self.restart_instance(pname, next);
         }
+    }
+
+    // ----- reload -----------------------------------------------------------
+
+    /// Moves to a new configuration: starts added processes, stops removed
+    /// ones, turns a changed `scale` into a scale request and rolls the
+    /// instances of a process whose spawn-relevant settings changed.
+    /// Untouched processes keep their instances and pids.
+    fn apply_reload(&mut self, new: Config) -> ReloadSummary {
+        let mut summary = ReloadSummary::default();
+        warn_listener_changes(&self.config.global, &new.global);
+        self.backoff = Backoff {
+            initial: new.global.restart_backoff_initial,
+            max: new.global.restart_backoff_max,
+        };
+        let now = Instant::now();
+        for (name, cfg) in &new.processes {
+            let Some(p) = self.processes.get_mut(name.as_str()) else {
+                let key: Arc<str> = Arc::from(name.as_str());
+                self.processes
+                    .insert(Arc::clone(&key), Process::new(key, cfg.clone(), now));
+                summary.added.push(name.clone());
+                continue;
+            };
+            let old = std::mem::replace(&mut p.cfg, cfg.clone());
+            let was_removed = std::mem::take(&mut p.removed);
+            if old == *cfg && !was_removed {
+                continue;
+            }
+            if old.scale != cfg.scale || was_removed {
+                if cfg.scale > p.desired {
+                    p.scale_events.0 += 1;
+                } else if cfg.scale < p.desired {
+                    p.scale_events.1 += 1;
+                }
+                p.desired = cfg.scale;
+                summary.rescaled.push(name.clone());
+            }
+            if old.depends_on != cfg.depends_on
+                && p.instances.is_empty()
+                && !cfg.depends_on.is_empty()
+            {
+                p.gate = DepGate::Waiting { since: now };
+            }
+            let spawn_changed = old.command != cfg.command
+                || old.env != cfg.env
+                || old.user != cfg.user
+                || old.group != cfg.group
+                || old.working_dir != cfg.working_dir
+                || old.port_base != cfg.port_base
+                || old.stdout != cfg.stdout
+                || old.stderr != cfg.stderr;
+            let running: Vec<u32> = p
+                .instances
+                .values()
+                .filter(|i| i.intent == Intent::Run && i.number <= p.target())
+                .map(|i| i.number)
+                .collect();
+            if spawn_changed && !running.is_empty() {
+                summary.restarted.push(name.clone());
+                if running.len() > 1 {
+                    p.rollout = Some(RolloutState {
+                        queue: running.into_iter().collect(),
+                        current: None,
+                        state: "running",
+                        reason: None,
+                    });
+                    self.advance_rollout(name);
+                } else {
+                    for n in running {
+                        self.restart_instance(name, n);
+                    }
+                }
+            } else {
+                if old.health_check != cfg.health_check {
+                    for n in running {
+                        self.start_probe(name, n);
+                    }
+                }
+                let beyond_scale = old
+                    != ProcessConfig {
+                        scale: old.scale,
+                        ..cfg.clone()
+                    };
+                if beyond_scale {
+                    summary.updated.push(name.clone());
+                }
+            }
+        }
+        for (name, p) in self.processes.iter_mut() {
+            if !new.processes.contains_key(&**name) && !p.removed {
+                p.removed = true;
+                p.rollout = None;
+                summary.removed.push(name.to_string());
+            }
+        }
+        self.config = new;
+        tracing::info!(
+            "configuration reloaded: {} added, {} removed, {} rescaled, {} restarted, {} updated",
+            summary.added.len(),
+            summary.removed.len(),
+            summary.rescaled.len(),
+            summary.restarted.len(),
+            summary.updated.len()
+        );
+        summary
     }
 
     // ----- spawning -------------------------------------------------------
@@ -752,6 +937,8 @@ impl Supervisor {
                 tracing::debug!(instance = %inst.name, pid, "started");
                 if inst.intent != Intent::Run || inst.restart_after_exit || self.shutting_down {
                     self.stop_instance(pname, n);
+                } else {
+                    self.start_probe(pname, n);
                 }
             }
             Err(e) => {
@@ -773,6 +960,126 @@ impl Supervisor {
         self.advance_rollout(pname);
     }
 
+    // ----- health -----------------------------------------------------------
+
+    /// Starts probing a freshly running instance, when its process has a check.
+    fn start_probe(&mut self, pname: &str, n: u32) {
+        let Some(p) = self.processes.get(pname) else {
+            return;
+        };
+        let Some(check) = p.cfg.health_check.clone() else {
+            return;
+        };
+        let Some(inst) = p.instances.get(&n) else {
+            return;
+        };
+        let port = p.cfg.port_base.map(|b| u32::from(b) + n);
+        let vars = InstanceVars {
+            process: &p.name,
+            instance: &inst.name,
+            number: n,
+            port,
+        };
+        let target = match &check.kind {
+            HealthCheckKind::Tcp { address } => {
+                ProbeTarget::Tcp(expand_instance_vars(address, &vars))
+            }
+            HealthCheckKind::Http {
+                url,
+                expected_status,
+            } => ProbeTarget::Http {
+                url: expand_instance_vars(url, &vars),
+                expected: *expected_status,
+            },
+            HealthCheckKind::Exec { command } => {
+                let mut spec = self.spawn_spec(p, inst);
+                spec.argv = command
+                    .iter()
+                    .map(|a| expand_instance_vars(a, &vars))
+                    .collect();
+                spec.capture_stdout = false;
+                spec.capture_stderr = false;
+                ProbeTarget::Exec(spec)
+            }
+        };
+        let gen = inst.spawn_gen;
+        let tx = self.tx.clone();
+        let process = Arc::clone(&p.name);
+        let reported = Arc::clone(&p.name);
+        let handle = start_probing(self.kit.clone(), &check, target, process, move |result| {
+            tx.send(Msg::Probe {
+                process: Arc::clone(&reported),
+                number: n,
+                gen,
+                result,
+            })
+            .is_ok()
+        });
+        if let Some(inst) = self.instance_mut(pname, n) {
+            inst.stop_probing();
+            inst.probe = Some(handle);
+        }
+    }
+
+    /// Counts a probe result; restarts the instance (reason `health_check`)
+    /// once consecutive failures reach the threshold.
+    fn on_probe(&mut self, pname: &str, n: u32, gen: u64, result: ProbeResult) {
+        let Some(p) = self.processes.get_mut(pname) else {
+            return;
+        };
+        let Some(check) = p.cfg.health_check.as_ref() else {
+            return;
+        };
+        let success_threshold = check.success_threshold.max(1);
+        let failure_threshold = check.failure_threshold.max(1);
+        let Some(inst) = p.instances.get_mut(&n) else {
+            return;
+        };
+        if inst.spawn_gen != gen || inst.pid.is_none() || inst.state != InstanceState::Running {
+            return;
+        }
+        if result.ok {
+            inst.probe_fail = 0;
+            inst.probe_ok = inst.probe_ok.saturating_add(1);
+            if inst.probe_ok >= success_threshold && inst.health != Health::Healthy {
+                tracing::info!(instance = %inst.name, "{} is healthy ({})", inst.name, result.detail);
+                inst.health = Health::Healthy;
+            }
+            self.advance_rollout(pname);
+            return;
+        }
+        inst.probe_ok = 0;
+        inst.probe_fail = inst.probe_fail.saturating_add(1);
+        tracing::debug!(instance = %inst.name, "health check of {} failed: {}", inst.name, result.detail);
+        if inst.probe_fail < failure_threshold || inst.intent != Intent::Run {
+            return;
+        }
+        tracing::warn!(
+            instance = %inst.name,
+            "{} failed its health check {} times in a row ({}); restarting it",
+            inst.name,
+            inst.probe_fail,
+            result.detail
+        );
+        inst.health = Health::Unhealthy;
+        inst.reason = Some(format!("health check failed: {}", result.detail));
+        inst.restart_after_exit = true;
+        inst.pending_reason = Some(RestartReason::HealthCheck);
+        inst.stop_probing();
+        let name = Arc::clone(&inst.name);
+        if let Some(roll) = p.rollout.as_mut() {
+            if roll.current == Some(n) && roll.state == "running" {
+                roll.state = "halted";
+                roll.reason = Some(format!("{name} failed its health check: {}", result.detail));
+                tracing::warn!(
+                    process = pname,
+                    "rolling restart of `{pname}` halted: {name} failed its health check"
+                );
+            }
+        }
+        self.stop_instance(pname, n);
+    }
+
     // ----- exits ------------------------------------------------------------
 
     fn on_exit(&mut self, pid: i32, status: ExitStatus) {
@@ -792,6 +1099,7 @@ impl Supervisor {
             return;
         };
         inst.pid = None;
+        inst.stop_probing();
         inst.last_exit_code = Some(status.as_code());
         let was_stopping = inst.state == InstanceState::Stopping;
         match inst.intent {
@@ -964,9 +1272,10 @@ impl Supervisor {
                 inst.timer_gen += 1;
                 if inst.intent == Intent::Remove {
                     p.instances.remove(&n);
-                } else if inst.state == InstanceState::Backoff || self.shutting_down {
-                    inst.state = InstanceState::Stopped;
-                } else if inst.intent == Intent::Stop {
+                } else if inst.state == InstanceState::Backoff
+                    || inst.intent == Intent::Stop
+                    || self.shutting_down
+                {
                     inst.state = InstanceState::Stopped;
                 }
             }
@@ -989,7 +1298,7 @@ impl Supervisor {
                 }
             }
             SignalEvent::Reload => {
-                tracing::warn!("SIGHUP received: configuration reload is not available yet");
+                // Reloads read the file outside the owner; see Handle::reload.
             }
             SignalEvent::Forward(signo) => {
                 let Ok(signal) = Signal::try_from(signo) else {
@@ -1028,6 +1337,17 @@ impl Supervisor {
             self.update_gate(&name);
             self.reconcile_process(&name);
         }
+        let metrics = &self.kit.metrics;
+        self.processes.retain(|name, p| {
+            let gone = p.removed && p.instances.is_empty();
+            if gone {
+                if let Some(check) = &p.cfg.health_check {
+                    metrics.forget_process(name, check.kind.type_name());
+                }
+                tracing::info!(process = %name, "`{name}` removed");
+            }
+            !gone
+        });
     }
 
     /// Opens a waiting process once every dependency has all its instances
@@ -1039,7 +1359,7 @@ impl Supervisor {
         let DepGate::Waiting { since } = p.gate else {
             return;
         };
-        if !p.cfg.enabled {
+        if p.target() == 0 {
             return;
         }
         let mut missing = Vec::new();
@@ -1075,14 +1395,15 @@ impl Supervisor {
         let Some(p) = self.processes.get_mut(name) else {
             return;
         };
-        if !p.cfg.enabled || p.gate != DepGate::Open {
+        let target = p.target();
+        if target > 0 && p.gate != DepGate::Open {
             return;
         }
         let plan = plan_scale(
             p.instances
                 .iter()
                 .map(|(n, i)| (*n, i.intent == Intent::Remove)),
-            p.desired,
+            target,
         );
         for n in &plan.start {
             p.instances.insert(*n, Instance::new(&p.name, *n));
@@ -1237,13 +1558,15 @@ fn running_count(p: &Process) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// A dependency is ready when every wanted instance runs.
+/// A dependency is ready when every wanted instance runs and, where the
+/// process has a health check, is healthy.
 fn dependency_ready(d: &Process) -> bool {
+    let checked = d.cfg.health_check.is_some();
     d.gate == DepGate::Open
-        && (1..=d.desired).all(|n| {
-            d.instances
-                .get(&n)
-                .is_some_and(|i| i.state == InstanceState::Running && i.health != Health::Unhealthy)
+        && (1..=d.target()).all(|n| {
+            d.instances.get(&n).is_some_and(|i| {
+                i.state == InstanceState::Running && (!checked || i.health == Health::Healthy)
+            })
         })
 }
 
@@ -1283,9 +1606,29 @@ fn process_state(p: &Process, instances: &[InstanceSnap]) -> (ProcessState, Opti
     (ProcessState::Degraded, None)
 }
 
+/// Listeners are bound once at startup; say so when a reload changes them.
+fn warn_listener_changes(old: &phpeek_config::Global, new: &phpeek_config::Global) {
+    let changed = old.api_enabled != new.api_enabled
+        || old.api_host != new.api_host
+        || old.api_port != new.api_port
+        || old.api_auth != new.api_auth
+        || old.api_socket != new.api_socket
+        || old.metrics_enabled != new.metrics_enabled
+        || old.metrics_host != new.metrics_host
+        || old.metrics_port != new.metrics_port
+        || old.metrics_path != new.metrics_path
+        || old.log_format != new.log_format
+        || old.log_level != new.log_level;
+    if changed {
+        tracing::warn!(
+            "API, metrics and log settings changed in the file take effect at the next start"
+        );
+    }
+}
+
 fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -3,6 +3,7 @@
 
 mod logging;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +39,23 @@ enum Cmd {
 }
 
 fn print_errors(errors: &ConfigErrors) {
-    eprintln!("{errors}");
+    let _ = writeln!(std::io::stderr().lock(), "{errors}");
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "phpeek-pm: cannot write the output: {e}"
+            );
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn load(cli: &Cli) -> Result<(Config, PathBuf), ConfigErrors> {
@@ -53,10 +70,7 @@ fn main() -> ExitCode {
     match cli.command {
         None | Some(Cmd::Serve) => serve(&cli),
         Some(Cmd::CheckConfig) => match load(&cli) {
-            Ok((config, _)) => {
-                print!("{}", phpeek_config::to_yaml(&config));
-                ExitCode::SUCCESS
-            }
+            Ok((config, _)) => emit(&phpeek_config::to_yaml(&config)),
             Err(e) => {
                 print_errors(&e);
                 ExitCode::from(2)
@@ -65,20 +79,17 @@ fn main() -> ExitCode {
         Some(Cmd::Schema) => {
             let schema = phpeek_config::json_schema();
             match serde_json::to_string_pretty(&schema) {
-                Ok(s) => {
-                    println!("{s}");
-                    ExitCode::SUCCESS
-                }
+                Ok(s) => emit(&(s + "\n")),
                 Err(e) => {
-                    eprintln!("phpeek-pm: cannot render the schema: {e}");
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "phpeek-pm: cannot render the schema: {e}"
+                    );
                     ExitCode::from(1)
                 }
             }
         }
-        Some(Cmd::Version) => {
-            println!("phpeek-pm {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Some(Cmd::Version) => emit(&format!("phpeek-pm {}\n", env!("CARGO_PKG_VERSION"))),
     }
 }
 
@@ -110,7 +121,7 @@ fn serve(cli: &Cli) -> ExitCode {
             config.processes.len(),
             path.display()
         );
-        let core = phpeek_core::start(config.clone())?;
+        let core = phpeek_core::start(config.clone(), path.clone())?;
         listeners.serve(&config, core.handle.clone());
         anyhow::Ok(core.wait().await)
     });

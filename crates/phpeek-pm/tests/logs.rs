@@ -402,3 +402,43 @@ fn disabled_streams_are_silenced() {
         "stderr: false leaked:\n{err}"
     );
 }
+
+#[test]
+fn a_line_of_exactly_64_kib_is_not_split() {
+    // Only lines *longer* than 64 KiB are split; one of exactly 65 536
+    // bytes must come through whole, without a marker or an empty tail.
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:
+  edge:
+    command: [\"$DIR/edge.sh\"]
+"
+    );
+    let m = Manager::start_with(&yaml, &[], |d| {
+        script(
+            d,
+            "edge.sh",
+            "head -c 65536 /dev/zero | tr '\\0' 'e'\necho\necho after-edge\nexec sleep 1000",
+        );
+    });
+    let out = wait_for("the line after the 64 KiB one", DEADLINE, || {
+        let out = m.stdout();
+        out.lines()
+            .any(|l| l == "[edge-1] after-edge")
+            .then_some(out)
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    let shown: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{:.40}… ({} bytes)", l, l.len()))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line of 64 KiB, then after-edge: {shown:?}"
+    );
+    assert_eq!(
+        lines[0],
+        format!("[edge-1] {}", "e".repeat(65536)),
+        "{shown:?}"
+    );
+}

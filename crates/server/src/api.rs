@@ -12,10 +12,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use phpeek_core::{Command, CommandError, Handle, Outcome, Target};
+use phpeek_core::{Command, CommandError, Handle, Outcome, ReloadError, Target};
 use phpeek_wire::{
     ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
-    LogsResponse, ProcessInfo, ReadyResponse, ScaleRequest, ScaleResponse,
+    LogsResponse, ProcessInfo, ReadyResponse, ReloadResponse, ScaleRequest, ScaleResponse,
 };
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -78,7 +78,8 @@ fn not_found(name: &str) -> ApiError {
         start_process,
         stop_process,
         restart_process,
-        process_logs
+        process_logs,
+        reload
     ),
     components(schemas(
         HealthResponse,
@@ -90,6 +91,7 @@ fn not_found(name: &str) -> ApiError {
         ActionResponse,
         LogsResponse,
         LogLine,
+        ReloadResponse,
         ErrorResponse
     ))
 )]
@@ -109,6 +111,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/processes/{name}/stop", post(stop_process))
         .route("/api/v1/processes/{name}/restart", post(restart_process))
         .route("/api/v1/processes/{name}/logs", get(process_logs))
+        .route("/api/v1/reload", post(reload))
         .route("/api/v1/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -170,13 +173,20 @@ async fn ready(State(state): State<ApiState>) -> Response {
         }
         for i in &p.instances {
             let fine = match i.state {
-                InstanceState::Running => i.health != phpeek_wire::Health::Unhealthy,
+                InstanceState::Running => {
+                    p.health_type.is_none() || i.health == phpeek_wire::Health::Healthy
+                }
                 InstanceState::Stopped => true,
                 InstanceState::Exited => p.restart == "never" && i.last_exit_code == Some(0),
                 _ => false,
             };
             if !fine {
-                reasons.push(format!("{} is {}", i.name, i.state.as_str()));
+                let what = if i.state == InstanceState::Running {
+                    format!("{:?}", i.health).to_lowercase()
+                } else {
+                    i.state.as_str().to_string()
+                };
+                reasons.push(format!("{} is {what}", i.name));
             }
         }
         let present = p.instances.iter().filter(|i| i.number <= p.desired).count();
@@ -322,16 +332,12 @@ async fn scale_process(
             }),
         )
             .into_response(),
-        Outcome::Done { process, message } => (
-            StatusCode::ACCEPTED,
-            Json(ActionResponse { message, process }),
-        )
-            .into_response(),
+        other => action_answer(other)?,
     })
 }
 
-async fn action(state: &ApiState, cmd: Command) -> Result<Response, ApiError> {
-    match state.handle.command(cmd).await? {
+fn action_answer(outcome: Outcome) -> Result<Response, ApiError> {
+    match outcome {
         Outcome::Done { process, message } => Ok((
             StatusCode::ACCEPTED,
             Json(ActionResponse { message, process }),
@@ -341,6 +347,39 @@ async fn action(state: &ApiState, cmd: Command) -> Result<Response, ApiError> {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("unexpected answer: {other:?}"),
         )),
+    }
+}
+
+async fn action(state: &ApiState, cmd: Command) -> Result<Response, ApiError> {
+    action_answer(state.handle.command(cmd).await?)
+}
+
+/// Re-reads the config file; a bad file changes nothing.
+#[utoipa::path(post, path = "/api/v1/reload",
+    responses((status = 202, body = ReloadResponse), (status = 400, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+async fn reload(State(state): State<ApiState>) -> Response {
+    match state.handle.reload().await {
+        Ok(s) => (
+            StatusCode::ACCEPTED,
+            Json(ReloadResponse {
+                status: "reloaded".into(),
+                added: s.added,
+                removed: s.removed,
+                rescaled: s.rescaled,
+                restarted: s.restarted,
+                updated: s.updated,
+            }),
+        )
+            .into_response(),
+        Err(ReloadError::Rejected(errors)) => (
+            StatusCode::BAD_REQUEST,
+            Json(ErrorResponse {
+                error: "config rejected".into(),
+                errors: errors.to_string().lines().map(str::to_string).collect(),
+            }),
+        )
+            .into_response(),
+        Err(ReloadError::Refused(e)) => ApiError::from(e).into_response(),
     }
 }
 

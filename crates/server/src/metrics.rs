@@ -16,7 +16,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,35 +50,15 @@ struct HealthLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HealthTypeLabels {
-    name: String,
-    r#type: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HealthResultLabels {
-    name: String,
-    r#type: String,
-    result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
-}
-
-fn health_buckets() -> Family<HealthTypeLabels, Histogram> {
-    Family::new_with_constructor(|| {
-        Histogram::new([
-            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ])
-    })
 }
 
 /// Renders the metrics text for a snapshot.
 pub fn render(
     snap: &Snapshot,
     usage: &std::collections::HashMap<i32, phpeek_core::procfs::Usage>,
+    health: &phpeek_core::health::HealthMetrics,
 ) -> String {
     let mut reg = Registry::default();
     let up = Family::<InstanceLabels, Gauge>::default();
@@ -91,8 +70,8 @@ pub fn render(
     let cpu = Family::<InstanceLabels, Counter<f64, AtomicU64>>::default();
     let memory = Family::<InstanceLabels, Gauge>::default();
     let health_status = Family::<HealthLabels, Gauge>::default();
-    let health_duration = health_buckets();
-    let health_checks = Family::<HealthResultLabels, Counter>::default();
+    let health_duration = health.duration.clone();
+    let health_checks = health.checks.clone();
     let scale_events = Family::<ScaleLabels, Counter>::default();
     let build_info = Family::<VersionLabels, Gauge>::default();
     let manager_up = Gauge::<i64>::default();
@@ -251,7 +230,7 @@ async fn scrape(axum::extract::State(state): State<MetricsState>) -> Response {
     let snap = state.handle.snapshot();
     let text = tokio::task::spawn_blocking(move || {
         let usage = phpeek_core::procfs::usage_by_session();
-        render(&snap, &usage)
+        render(&snap, &usage, state.handle.health_metrics())
     })
     .await;
     match text {

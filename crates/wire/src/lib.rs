@@ -153,6 +153,21 @@ pub struct ActionResponse {
     pub process: String,
 }
 
+/// Answer to `POST /api/v1/reload`: what the new file changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadResponse {
+    /// `reloaded`
+    pub status: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Processes whose `scale` changed (applied as a scale request).
+    pub rescaled: Vec<String>,
+    /// Processes rolled onto their new command/env/user/working_dir.
+    pub restarted: Vec<String>,
+    /// Processes with other settings changed in place.
+    pub updated: Vec<String>,
+}
+
 /// One remembered output line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LogLine {

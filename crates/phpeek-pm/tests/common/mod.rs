@@ -53,6 +53,8 @@ pub struct Manager {
     api: Option<String>,
     metrics: Option<String>,
     pub exit: Option<std::process::ExitStatus>,
+    /// Sent as `Authorization: Bearer …` by `get`/`post` when set.
+    pub token: Option<String>,
 }
 
 impl Manager {
@@ -91,6 +93,7 @@ impl Manager {
             api: None,
             metrics: None,
             exit: None,
+            token: None,
         }
     }
 
@@ -149,7 +152,10 @@ impl Manager {
 
     pub fn get(&mut self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.api());
-        http("GET", &url, None, None)
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        http("GET", &url, None, Some(&headers))
     }
 
     pub fn get_json(&mut self, path: &str) -> serde_json::Value {
@@ -160,7 +166,10 @@ impl Manager {
 
     pub fn post(&mut self, path: &str, body: &str) -> (u16, String) {
         let url = format!("{}{path}", self.api());
-        http("POST", &url, Some(body), None)
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        http("POST", &url, Some(body), Some(&headers))
     }
 
     /// The instances array of `GET /api/v1/processes`.
@@ -352,10 +361,7 @@ pub fn http_full(
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else {
-            break;
-        };
+    while let Some((size, rest)) = s.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
             break;
         };
@@ -480,8 +486,9 @@ pub fn wait_file(path: &Path, pred: impl Fn(&str) -> bool) -> String {
 
 impl Manager {
     /// Starts `WRAPPER… phpeek-pm -c CONFIG` (e.g. under `unshare`).
-    pub fn start_wrapped(yaml: &str, wrapper: &[&str]) -> Manager {
+    pub fn start_wrapped(yaml: &str, wrapper: &[&str], prepare: impl FnOnce(&Path)) -> Manager {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(dir.path());
         let yaml = yaml.replace("$DIR", dir.path().to_str().unwrap());
         let config = dir.path().join("phpeek-pm.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -505,6 +512,7 @@ impl Manager {
             api: None,
             metrics: None,
             exit: None,
+            token: None,
         }
     }
 

@@ -294,7 +294,7 @@ def bench_restart_latency(binary, runs=300):
     return pct(g, 0.5), pct(g, 0.99), pct(b, 0.5), pct(b, 0.99), len(g)
 
 
-def bench_logs(binary, writers=8, lines=500_000):
+def bench_logs(binary, writers=8, lines=2_000_000):
     """8 instances write `lines` lines each flat out; the manager's stdout
     goes to a file that is checked for every line."""
     d = tempfile.mkdtemp(prefix="phpeek-logs-")
@@ -329,6 +329,7 @@ def bench_logs(binary, writers=8, lines=500_000):
         p.wait()
     base = time.monotonic() - t0
     bout.close()
+    shutil.rmtree(d, ignore_errors=True)
     return writers * lines / elapsed, ok, writers * lines / base
 
 

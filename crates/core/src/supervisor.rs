@@ -133,6 +133,17 @@ pub(crate) enum TimerKind {
     StopDeadline,
 }
 
+/// How a run ended, for the restart decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// The program exited (true: with code 0).
+    Exited(bool),
+    /// The program could not be started at all.
+    SpawnFailed,
+    /// We stopped it after failed health checks.
+    HealthFailed,
+}
+
 /// What an instance is supposed to be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Intent {
@@ -954,7 +965,7 @@ impl Supervisor {
                 tracing::error!(instance = %inst.name, "{}: {why}", inst.name);
                 inst.last_exit_code = None;
                 inst.started_instant = None;
-                self.after_run(pname, n, false, why, true);
+                self.after_run(pname, n, RunEnd::SpawnFailed, why);
             }
         }
         self.advance_rollout(pname);
@@ -1122,8 +1133,18 @@ impl Supervisor {
             Intent::Run if inst.restart_after_exit => {
                 inst.restart_after_exit = false;
                 inst.timer_gen += 1;
-                tracing::info!(instance = %inst.name, "{} restarting on request", inst.name);
-                self.respawn(&pname, n);
+                if inst.pending_reason == Some(RestartReason::HealthCheck) {
+                    // Restarts for failed checks back off like crashes, so a
+                    // slow starter with a strict check does not spin.
+                    let why = inst
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "health check failed".into());
+                    self.after_run(&pname, n, RunEnd::HealthFailed, why);
+                } else {
+                    tracing::info!(instance = %inst.name, "{} restarting on request", inst.name);
+                    self.respawn(&pname, n);
+                }
             }
             Intent::Run => {
                 let level_warn = !status.success() && !was_stopping;
@@ -1132,7 +1153,12 @@ impl Supervisor {
                 } else {
                     tracing::info!(instance = %inst.name, "{} {}", inst.name, status.describe());
                 }
-                self.after_run(&pname, n, status.success(), status.describe(), false);
+                self.after_run(
+                    &pname,
+                    n,
+                    RunEnd::Exited(status.success()),
+                    status.describe(),
+                );
             }
         }
         self.advance_rollout(&pname);
@@ -1140,7 +1166,7 @@ impl Supervisor {
 
     /// Applies the restart policy after a run ended on its own (or could not
     /// start at all).
-    fn after_run(&mut self, pname: &str, n: u32, success: bool, why: String, spawn_failed: bool) {
+    fn after_run(&mut self, pname: &str, n: u32, end: RunEnd, why: String) {
         let max_attempts = self.config.global.max_restart_attempts;
         let backoff = self.backoff;
         let Some(p) = self.processes.get_mut(pname) else {
@@ -1151,11 +1177,16 @@ impl Supervisor {
             return;
         };
         inst.timer_gen += 1;
-        let restart = match policy {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => !success,
-            RestartPolicy::Never => false,
-        };
+        let success = end == RunEnd::Exited(true);
+        let spawn_failed = end == RunEnd::SpawnFailed;
+        // A failed health check restarts whatever the policy: the policy
+        // is about the program's own exits.
+        let restart = end == RunEnd::HealthFailed
+            || match policy {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !success,
+                RestartPolicy::Never => false,
+            };
         if !restart {
             inst.state = if spawn_failed {
                 InstanceState::Failed
@@ -1179,10 +1210,10 @@ impl Supervisor {
             return;
         }
         inst.attempts += 1;
-        inst.pending_reason = Some(if success {
-            RestartReason::Exit
-        } else {
-            RestartReason::Crash
+        inst.pending_reason = Some(match end {
+            RunEnd::HealthFailed => RestartReason::HealthCheck,
+            RunEnd::Exited(true) => RestartReason::Exit,
+            RunEnd::Exited(false) | RunEnd::SpawnFailed => RestartReason::Crash,
         });
         let mut delay = backoff.delay(inst.attempts);
         if spawn_failed {

@@ -94,11 +94,11 @@ pub enum CommandError {
     Conflict(String),
 }
 
-/// OS signals the supervisor acts on.
+/// OS signals the supervisor acts on (SIGHUP is a reload, see
+/// `Handle::reload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignalEvent {
     Terminate(i32),
-    Reload,
     Forward(i32),
 }
 
@@ -1327,9 +1327,6 @@ impl Supervisor {
                         p.rollout = None;
                     }
                 }
-            }
-            SignalEvent::Reload => {
-                // Reloads read the file outside the owner; see Handle::reload.
             }
             SignalEvent::Forward(signo) => {
                 let Ok(signal) = Signal::try_from(signo) else {

@@ -108,6 +108,8 @@ impl InstanceSnap {
             last_exit_code: self.last_exit_code,
             health: self.health,
             reason: self.reason.clone(),
+            cpu_seconds: None,
+            memory_bytes: None,
         }
     }
 }

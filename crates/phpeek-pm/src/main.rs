@@ -1,7 +1,9 @@
 //! The phpeek-pm binary: the manager (`serve`, the default) and its
 //! configuration tools.
 
+mod client;
 mod logging;
+mod tui;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +24,21 @@ struct Cli {
     #[arg(short = 'c', long = "config", global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    /// Base URL of a running manager's API, for client commands
+    /// (default: from the config file, else http://127.0.0.1:9180).
+    #[arg(long, global = true, env = "PHPEEK_PM_API_URL", value_name = "URL")]
+    api: Option<String>,
+
+    /// API token for client commands (default: the config's api_auth).
+    #[arg(
+        long,
+        global = true,
+        env = "PHPEEK_PM_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -30,6 +47,46 @@ struct Cli {
 enum Cmd {
     /// Run the manager (the default).
     Serve,
+    /// Show every instance of a running manager.
+    Status {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the number of instances of a process.
+    Scale {
+        name: String,
+        desired: u32,
+        /// Wait (with a progress bar) until that many instances run.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// Start a process's stopped instances, or one instance.
+    Start { name: String },
+    /// Stop a process or one instance (it stays stopped).
+    Stop { name: String },
+    /// Restart a process (rolling) or one instance.
+    Restart { name: String },
+    /// Show the recent output of a process or an instance.
+    Logs {
+        name: String,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many lines to show first.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+    /// Make the manager re-read its config file.
+    Reload,
+    /// A live dashboard: processes, instances, restarts, CPU and memory,
+    /// with keys to scale, restart and stop.
+    Tui,
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
     /// Validate the configuration and print it as the manager would use it.
     CheckConfig,
     /// Print the JSON Schema of the configuration file.
@@ -90,6 +147,74 @@ fn main() -> ExitCode {
             }
         }
         Some(Cmd::Version) => emit(&format!("phpeek-pm {}\n", env!("CARGO_PKG_VERSION"))),
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "phpeek-pm", &mut out);
+            emit(&String::from_utf8_lossy(&out))
+        }
+        Some(ref c) => run_client(&cli, c),
+    }
+}
+
+/// Runs a client command against a running manager.
+fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
+    let client = match client::Client::locate(
+        cli.api.as_deref(),
+        cli.token.as_deref(),
+        cli.config.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(f) => return f.report(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("phpeek-pm: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cmd {
+            Cmd::Status { json } => client::status(&client, *json).await,
+            Cmd::Scale {
+                name,
+                desired,
+                wait,
+                timeout,
+            } => {
+                client::scale(
+                    &client,
+                    name,
+                    *desired,
+                    *wait,
+                    std::time::Duration::from_secs(*timeout),
+                )
+                .await
+            }
+            Cmd::Start { name } => client::action(&client, name, "start").await,
+            Cmd::Stop { name } => client::action(&client, name, "stop").await,
+            Cmd::Restart { name } => client::action(&client, name, "restart").await,
+            Cmd::Logs {
+                name,
+                follow,
+                lines,
+            } => client::logs(&client, name, *lines, *follow).await,
+            Cmd::Reload => client::reload(&client).await,
+            Cmd::Tui => tui::run(&client).await,
+            Cmd::Serve
+            | Cmd::CheckConfig
+            | Cmd::Schema
+            | Cmd::Version
+            | Cmd::Completions { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
     }
 }
 

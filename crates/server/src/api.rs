@@ -120,6 +120,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(protected)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -139,6 +140,34 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
         }
     }
     next.run(req).await
+}
+
+/// Extractor rejections (a bad path encoding, a bad query) come as plain
+/// text from axum; every error of this API is JSON.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    }
+    let mut out = ApiError(status, message).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 async fn fallback(method: Method) -> ApiError {
@@ -218,10 +247,34 @@ async fn ready(State(state): State<ApiState>) -> Response {
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    resources: Option<String>,
+}
+
 /// Every instance of every process, ordered by process name then number.
-#[utoipa::path(get, path = "/api/v1/processes", responses((status = 200, body = [InstanceInfo]), (status = 401, body = ErrorResponse)), security(("bearer" = [])))]
-async fn list_processes(State(state): State<ApiState>) -> Json<Vec<InstanceInfo>> {
-    Json(state.handle.snapshot().instance_infos(SystemTime::now()))
+/// With `?resources=true` each running instance also carries the CPU time
+/// and resident memory of its process tree (read from /proc).
+#[utoipa::path(get, path = "/api/v1/processes",
+    params(("resources" = Option<bool>, Query, description = "add cpu_seconds and memory_bytes")),
+    responses((status = 200, body = [InstanceInfo]), (status = 401, body = ErrorResponse)))]
+async fn list_processes(
+    State(state): State<ApiState>,
+    Query(q): Query<ListQuery>,
+) -> Json<Vec<InstanceInfo>> {
+    let mut list = state.handle.snapshot().instance_infos(SystemTime::now());
+    if matches!(q.resources.as_deref(), Some("true" | "1" | "yes")) {
+        let usage = tokio::task::spawn_blocking(phpeek_core::procfs::usage_by_session)
+            .await
+            .unwrap_or_default();
+        for i in &mut list {
+            if let Some(u) = i.pid.and_then(|pid| usage.get(&pid)) {
+                i.cpu_seconds = Some(u.cpu_seconds);
+                i.memory_bytes = Some(u.rss_bytes);
+            }
+        }
+    }
+    Json(list)
 }
 
 /// A process (with its instances) or a single instance.

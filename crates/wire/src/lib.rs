@@ -59,8 +59,16 @@ pub struct InstanceInfo {
     pub health: Health,
     /// Why the instance is in its state, when there is something to say
     /// (a spawn error, the signal that killed it, the backoff delay).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// CPU seconds of the instance's process tree (only with
+    /// `?resources=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// Resident memory of the instance's process tree in bytes (only with
+    /// `?resources=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// Aggregate state of a process.

@@ -1,0 +1,359 @@
+//! `phpeek-pm tui`: a live dashboard of a running manager.
+//!
+//! Refreshes once a second from `GET /api/v1/processes?resources=true`.
+//! Keys: ↑/↓ (or k/j) select a process, `+`/`-` scale it by one, `r`
+//! restart it (rolling), `s` stop it, `S` start it, `q`/Esc quit.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+use serde_json::Value;
+
+use crate::client::{Client, Failure};
+
+/// One process as shown in the upper table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcRow {
+    pub name: String,
+    pub desired: u64,
+    pub running: u64,
+    pub restarts: u64,
+    pub cpu: f64,
+    pub memory: u64,
+    pub instances: Vec<Value>,
+}
+
+/// What the dashboard shows; built from the API's instance array.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub processes: Vec<ProcRow>,
+    pub selected: usize,
+    pub status: String,
+}
+
+impl Model {
+    /// Rebuilds the rows; processes seen before but now without instances
+    /// (scaled to 0) stay listed so they can be scaled up again.
+    pub fn update(&mut self, instances: &[Value], desired: &BTreeMap<String, u64>) {
+        let mut by: BTreeMap<String, ProcRow> = self
+            .processes
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    ProcRow {
+                        name: p.name.clone(),
+                        ..ProcRow::default()
+                    },
+                )
+            })
+            .collect();
+        for i in instances {
+            let pname = i["process"].as_str().unwrap_or("?").to_string();
+            let row = by.entry(pname.clone()).or_insert_with(|| ProcRow {
+                name: pname,
+                ..ProcRow::default()
+            });
+            if i["state"] == "running" {
+                row.running += 1;
+            }
+            row.restarts += i["restarts"].as_u64().unwrap_or(0);
+            row.cpu += i["cpu_seconds"].as_f64().unwrap_or(0.0);
+            row.memory += i["memory_bytes"].as_u64().unwrap_or(0);
+            row.instances.push(i.clone());
+        }
+        for (name, row) in by.iter_mut() {
+            row.desired = desired
+                .get(name)
+                .copied()
+                .unwrap_or(row.instances.len() as u64);
+        }
+        self.processes = by.into_values().collect();
+        if self.selected >= self.processes.len() {
+            self.selected = self.processes.len().saturating_sub(1);
+        }
+    }
+
+    pub fn selected_process(&self) -> Option<&ProcRow> {
+        self.processes.get(self.selected)
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn state_style(state: &str) -> Style {
+    match state {
+        "running" => Style::default().fg(Color::Green),
+        "backoff" | "starting" | "stopping" => Style::default().fg(Color::Yellow),
+        "failed" => Style::default().fg(Color::Red),
+        _ => Style::default().fg(Color::DarkGray),
+    }
+}
+
+/// Draws the whole dashboard.
+pub fn render(frame: &mut Frame, model: &Model) {
+    let [top, bottom, help] = Layout::vertical([
+        Constraint::Percentage(40),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+
+    let header = Row::new([
+        "PROCESS", "DESIRED", "RUNNING", "RESTARTS", "CPU s", "MEMORY",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let rows = model.processes.iter().map(|p| {
+        Row::new(vec![
+            Cell::from(p.name.clone()),
+            Cell::from(p.desired.to_string()),
+            Cell::from(p.running.to_string()),
+            Cell::from(p.restarts.to_string()),
+            Cell::from(format!("{:.1}", p.cpu)),
+            Cell::from(mib(p.memory)),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(20),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(11),
+        ],
+    )
+    .header(header)
+    .block(Block::bordered().title(" processes "))
+    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(Some(model.selected));
+    frame.render_stateful_widget(table, top, &mut state);
+
+    let (title, inst_rows): (String, Vec<Row>) = match model.selected_process() {
+        Some(p) => (
+            format!(" instances of {} ", p.name),
+            p.instances
+                .iter()
+                .map(|i| {
+                    let state = i["state"].as_str().unwrap_or("?").to_string();
+                    let opt = |v: &Value| {
+                        if v.is_null() {
+                            "-".to_string()
+                        } else {
+                            v.to_string()
+                        }
+                    };
+                    Row::new(vec![
+                        Cell::from(i["name"].as_str().unwrap_or("?").to_string()),
+                        Cell::from(state.clone()).style(state_style(&state)),
+                        Cell::from(opt(&i["pid"])),
+                        Cell::from(format!("{}s", i["uptime"].as_u64().unwrap_or(0))),
+                        Cell::from(opt(&i["restarts"])),
+                        Cell::from(i["health"].as_str().unwrap_or("?").to_string()),
+                        Cell::from(format!("{:.1}", i["cpu_seconds"].as_f64().unwrap_or(0.0))),
+                        Cell::from(mib(i["memory_bytes"].as_u64().unwrap_or(0))),
+                    ])
+                })
+                .collect(),
+        ),
+        None => (" instances ".to_string(), Vec::new()),
+    };
+    let inst_header = Row::new([
+        "INSTANCE", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH", "CPU s", "MEMORY",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let inst_table = Table::new(
+        inst_rows,
+        [
+            Constraint::Min(20),
+            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(11),
+        ],
+    )
+    .header(inst_header)
+    .block(Block::bordered().title(title));
+    frame.render_widget(inst_table, bottom);
+
+    let help_text = format!(
+        "↑/↓ select  +/- scale  r restart  s stop  S start  q quit   {}",
+        model.status
+    );
+    frame.render_widget(Paragraph::new(Line::from(help_text)), help);
+}
+
+async fn refresh(client: &Client, model: &mut Model) -> Result<(), Failure> {
+    let list = client.get("/processes?resources=true").await?;
+    let instances = list.as_array().cloned().unwrap_or_default();
+    let mut names: Vec<String> = model.processes.iter().map(|p| p.name.clone()).collect();
+    for i in &instances {
+        if let Some(p) = i["process"].as_str() {
+            if !names.iter().any(|n| n == p) {
+                names.push(p.to_string());
+            }
+        }
+    }
+    let mut desired = BTreeMap::new();
+    for n in names {
+        if let Ok(p) = client.get(&format!("/processes/{n}")).await {
+            desired.insert(n, p["desired"].as_u64().unwrap_or(0));
+        }
+    }
+    model.update(&instances, &desired);
+    Ok(())
+}
+
+async fn act(client: &Client, model: &mut Model, key: KeyCode) {
+    let Some(p) = model.selected_process().cloned() else {
+        return;
+    };
+    let result = match key {
+        KeyCode::Char('+') => client
+            .post(
+                &format!("/processes/{}/scale", p.name),
+                Some(format!("{{\"desired\": {}}}", p.desired + 1)),
+            )
+            .await
+            .map(|_| format!("scaling {} to {}", p.name, p.desired + 1)),
+        KeyCode::Char('-') if p.desired > 0 => client
+            .post(
+                &format!("/processes/{}/scale", p.name),
+                Some(format!("{{\"desired\": {}}}", p.desired - 1)),
+            )
+            .await
+            .map(|_| format!("scaling {} to {}", p.name, p.desired - 1)),
+        KeyCode::Char('r') => client
+            .post(&format!("/processes/{}/restart", p.name), None)
+            .await
+            .map(|_| format!("restarting {}", p.name)),
+        KeyCode::Char('s') => client
+            .post(&format!("/processes/{}/stop", p.name), None)
+            .await
+            .map(|_| format!("stopping {}", p.name)),
+        KeyCode::Char('S') => client
+            .post(&format!("/processes/{}/start", p.name), None)
+            .await
+            .map(|_| format!("starting {}", p.name)),
+        _ => return,
+    };
+    model.status = match result {
+        Ok(m) => m,
+        Err(f) => f.message,
+    };
+}
+
+/// Runs the dashboard until the user quits.
+pub async fn run(client: &Client) -> Result<(), Failure> {
+    let mut model = Model::default();
+    refresh(client, &mut model).await?;
+    let mut terminal = ratatui::init();
+    let mut last = Instant::now();
+    let result = loop {
+        if let Err(e) = terminal.draw(|f| render(f, &model)) {
+            break Err(Failure {
+                code: 1,
+                message: format!("cannot draw: {e}"),
+            });
+        }
+        let ready = event::poll(Duration::from_millis(200)).unwrap_or(false);
+        if ready {
+            if let Ok(Event::Key(k)) = event::read() {
+                if k.kind != KeyEventKind::Press {
+                    continue;
+                }
+                match k.code {
+                    KeyCode::Char('q') | KeyCode::Esc => break Ok(()),
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        model.selected = model.selected.saturating_sub(1)
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        if model.selected + 1 < model.processes.len() {
+                            model.selected += 1;
+                        }
+                    }
+                    other => {
+                        act(client, &mut model, other).await;
+                        last = Instant::now() - Duration::from_secs(1);
+                    }
+                }
+            }
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            if let Err(f) = refresh(client, &mut model).await {
+                model.status = f.message;
+            }
+            last = Instant::now();
+        }
+    };
+    ratatui::restore();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use serde_json::json;
+
+    fn sample() -> Model {
+        let mut m = Model::default();
+        let instances = vec![
+            json!({"name":"queue-default-1","process":"queue-default","state":"running","pid":10,"uptime":5,"restarts":1,"health":"unknown","cpu_seconds":1.5,"memory_bytes":2097152}),
+            json!({"name":"queue-default-2","process":"queue-default","state":"backoff","pid":null,"uptime":0,"restarts":3,"health":"unknown"}),
+            json!({"name":"web-1","process":"web","state":"running","pid":12,"uptime":9,"restarts":0,"health":"healthy"}),
+        ];
+        let desired = BTreeMap::from([("queue-default".to_string(), 2), ("web".to_string(), 1)]);
+        m.update(&instances, &desired);
+        m
+    }
+
+    #[test]
+    fn model_groups_instances_by_process() {
+        let m = sample();
+        assert_eq!(m.processes.len(), 2);
+        let q = &m.processes[0];
+        assert_eq!((q.desired, q.running, q.restarts), (2, 1, 4));
+        assert_eq!(q.memory, 2097152);
+    }
+
+    #[test]
+    fn a_process_scaled_to_zero_stays_listed() {
+        let mut m = sample();
+        m.update(&[], &BTreeMap::from([("web".to_string(), 0)]));
+        let names: Vec<&str> = m.processes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["queue-default", "web"]);
+    }
+
+    #[test]
+    fn renders_processes_and_the_selected_instances() {
+        let m = sample();
+        let mut term = Terminal::new(TestBackend::new(100, 20)).unwrap();
+        term.draw(|f| render(f, &m)).unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("queue-default"));
+        assert!(screen.contains("queue-default-2"));
+        assert!(screen.contains("backoff"));
+        assert!(screen.contains("2.0 MiB"));
+        assert!(screen.contains("q quit"));
+    }
+}

@@ -186,9 +186,10 @@ def bench_cold_start(binary, n=1000):
 
 
 def bench_runtime_scale(binary, n=1000):
-    # `keep` (one more sleeper) is there because this build exits as soon as
-    # `w` is scaled to 0 ("every process has ended; exiting"), which would
-    # end the run before the API count can be read. See docs/benchmarks.md.
+    # `keep` (one more sleeper) keeps the manager up whatever `w` does: build
+    # 004b924 exited as soon as `w` was scaled to 0 ("every process has
+    # ended; exiting"), which ended the run before the API count could be
+    # read (fixed by d8d9f89). See docs/benchmarks.md.
     m = Manager(binary, f"  keep:\n    command: {SLEEPER}\n  w:\n    command: {SLEEPER}\n    scale: 0\n").start()
     m.wait_api()
     wait_until(lambda: m.running("keep") == 1, step=POLL)

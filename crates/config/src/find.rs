@@ -65,6 +65,12 @@ pub(crate) fn find_in(
 pub(crate) fn load_file(path: &Path, env: &Env) -> Result<Config, ConfigErrors> {
     let source = path.display().to_string();
     let fail = |m: String| Err(ConfigErrors::single(source.clone(), m));
+    // A FIFO or a device would block the reader (and a reload) forever.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return fail("the config path is not a regular file".to_string()),
+        Ok(_) => {}
+        Err(e) => return fail(format!("cannot read the config file: {e}")),
+    }
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => return fail(format!("cannot read the config file: {e}")),

@@ -139,8 +139,28 @@ fn saphyr_error(err: &serde_saphyr::Error) -> TreeError {
     let message = strip_location_prefix(first.strip_prefix("error: ").unwrap_or(first));
     TreeError {
         pos,
-        message: format!("invalid YAML: {message}"),
+        message: format!("invalid YAML: {}", plain_words(&message)),
     }
+}
+
+/// Says the parser's internal limits and API names in an operator's words.
+fn plain_words(message: &str) -> String {
+    if message.contains("budget breached") {
+        if message.contains("Depth") {
+            return format!("nesting deeper than {MAX_DEPTH} levels");
+        }
+        if message.contains("Nodes") {
+            return "too many YAML nodes (the file is far larger than any config needs)".into();
+        }
+        if message.contains("Alias") || message.contains("Anchor") {
+            return "too many anchors or aliases (possible alias bomb)".into();
+        }
+        return "the file exceeds the parser's safety limits".into();
+    }
+    if message.contains("from_str_multiple") {
+        return "more than one YAML document (`---`) in the file; put everything in one".into();
+    }
+    message.to_string()
 }
 
 /// `line 4 column 5: msg` → `msg`; `msg at line 4 column 5` → `msg`.

@@ -165,7 +165,7 @@ async fn probe_once(kit: &ProbeKit, target: &Target, timeout: Duration) -> Probe
                 }
                 Ok(Err(e)) => ProbeResult {
                     ok: false,
-                    detail: format!("GET {url} failed: {e}"),
+                    detail: format!("GET {url} failed: {}", error_chain(&e)),
                 },
                 Err(_) => ProbeResult {
                     ok: false,
@@ -175,6 +175,21 @@ async fn probe_once(kit: &ProbeKit, target: &Target, timeout: Duration) -> Probe
         }
         Target::Exec(spec) => run_exec(kit, spec, timeout).await,
     }
+}
+
+/// An error with its causes ("error sending request: … Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 /// Runs a command to its end (or kills its group at the timeout).

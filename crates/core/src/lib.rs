@@ -33,8 +33,6 @@ use supervisor::{Msg, Supervisor};
 
 /// Children reaped per batch before the reaper yields.
 const REAP_BATCH: usize = 64;
-/// Safety net for coalesced SIGCHLDs; not the normal path.
-const REAP_SAFETY_TICK: Duration = Duration::from_secs(2);
 
 /// A running supervisor.
 pub struct Core {
@@ -103,6 +101,19 @@ impl Handle {
         })
         .await
         .map_err(|_| CommandError::Conflict("the reload task failed".into()))?;
+        // An empty file is far more likely a truncated write than a wish to
+        // stop everything.
+        let loaded = loaded.and_then(|c| {
+            if c.processes.is_empty() && !self.snapshot().processes.is_empty() {
+                Err(phpeek_config::ConfigErrors::single(
+                    self.config_path.display().to_string(),
+                    "the new file defines no processes; refusing to stop everything \
+                     (scale processes to 0 or remove them one by one)",
+                ))
+            } else {
+                Ok(c)
+            }
+        });
         let config = match loaded {
             Ok(c) => c,
             Err(errors) => {
@@ -162,7 +173,7 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     }
     let limits = Limits::raise_nofile();
     let registry = Arc::new(ChildRegistry::new());
-    let spawner = Spawner::start(Arc::clone(&registry), limits, 2)
+    let spawner = Spawner::start(Arc::clone(&registry), limits, 4)
         .map_err(|e| StartError::Thread("spawner", e))?;
     let (logs, log_writer) = logs::LogHub::start(config.global.log_format)
         .map_err(|e| StartError::Thread("log writer", e))?;
@@ -190,9 +201,11 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
                 }
                 tokio::task::yield_now().await;
             }
-            tokio::select! {
-                _ = chld.recv() => {}
-                _ = tokio::time::sleep(REAP_SAFETY_TICK) => {}
+            // Every wake drains until waitpid finds nothing, and a SIGCHLD
+            // that lands during the drain makes the next recv return at
+            // once, so coalesced signals lose no exit: no polling timer.
+            if chld.recv().await.is_none() {
+                return;
             }
         }
     });
@@ -253,7 +266,16 @@ impl Core {
 pub struct LogFlush(std::thread::JoinHandle<()>);
 
 impl LogFlush {
-    pub fn join(self) {
+    /// Waits for queued output to be written, at most `limit`: a manager
+    /// whose stdout nobody reads must still exit.
+    pub fn join(self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.0.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.0.join();
     }
 }

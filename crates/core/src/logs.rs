@@ -15,11 +15,22 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use phpeek_config::LogFormat;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 /// Longest line passed on in one piece.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Bytes read from a pipe at once, into a per-thread scratch buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
+}
+
+enum ReadStep {
+    Data((Vec<u8>, Vec<RingLine>)),
+    Again,
+    Eof,
+}
 /// Lines remembered per instance for the API.
 pub const RING_LINES: usize = 1000;
 
@@ -135,17 +146,39 @@ impl LogHub {
         instance: Arc<str>,
         ring: Arc<LogRing>,
     ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-        let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let hub = self.clone();
         Ok(tokio::spawn(async move {
             let mut framer = Framer::new(&hub, stream, &process, &instance);
-            let mut buf = vec![0u8; MAX_LINE];
             loop {
-                match pipe.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let Some(chunk) = buf.get(..n) else { break };
-                        let (bytes, lines) = framer.feed(chunk, SystemTime::now());
+                if pipe.readable().await.is_err() {
+                    break;
+                }
+                // Read into the worker thread's scratch buffer: an idle
+                // instance then holds no read buffer at all.
+                let step = SCRATCH.with(|cell| {
+                    let mut scratch = cell.borrow_mut();
+                    match pipe.try_read(&mut scratch[..]) {
+                        Ok(0) => ReadStep::Eof,
+                        Ok(n) => match scratch.get(..n) {
+                            Some(chunk) => ReadStep::Data(framer.feed(chunk, SystemTime::now())),
+                            None => ReadStep::Eof,
+                        },
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            ReadStep::Again
+                        }
+                        Err(_) => ReadStep::Eof,
+                    }
+                });
+                match step {
+                    ReadStep::Eof => break,
+                    ReadStep::Again => continue,
+                    ReadStep::Data((bytes, lines)) => {
                         if !lines.is_empty() {
                             ring.push_many(lines);
                         }
@@ -154,8 +187,6 @@ impl LogHub {
                             break;
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
                 }
             }
             let (bytes, lines) = framer.finish(SystemTime::now());

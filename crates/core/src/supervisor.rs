@@ -56,7 +56,10 @@ pub enum Command {
 pub enum Outcome {
     Scaling {
         process: String,
+        /// Running instances when the request was applied.
         current: u32,
+        /// The desired scale before the request.
+        previous: u32,
         desired: u32,
     },
     Unchanged {
@@ -472,7 +475,15 @@ impl Supervisor {
                 "desired {desired} is above max_process_scale {max_global}"
             )));
         }
+        if let Some(base) = p.cfg.port_base {
+            if u32::from(base) + desired > u32::from(u16::MAX) {
+                return Err(CommandError::BadRequest(format!(
+                    "desired {desired} would give ports past 65535 (port_base {base})"
+                )));
+            }
+        }
         let current = running_count(p);
+        let previous = p.desired;
         if desired == p.desired {
             return Ok(Outcome::Unchanged {
                 process: name.to_string(),
@@ -494,6 +505,7 @@ impl Supervisor {
         Ok(Outcome::Scaling {
             process: name.to_string(),
             current,
+            previous,
             desired,
         })
     }
@@ -531,6 +543,9 @@ impl Supervisor {
                 };
             }
         }
+        if whole {
+            self.rearm_failed_dependents(&pname);
+        }
         for n in numbers {
             self.start_requested(&pname, n);
         }
@@ -538,6 +553,24 @@ impl Supervisor {
             process: name.to_string(),
             message: "start initiated".into(),
         })
+    }
+
+    /// Processes that gave up waiting on `root` (directly or through other
+    /// failed processes) wait again.
+    fn rearm_failed_dependents(&mut self, root: &str) {
+        let mut queue = vec![root.to_string()];
+        while let Some(dep) = queue.pop() {
+            for p in self.processes.values_mut() {
+                if matches!(p.gate, DepGate::Failed(_))
+                    && p.cfg.depends_on.iter().any(|d| *d == dep)
+                {
+                    p.gate = DepGate::Waiting {
+                        since: Instant::now(),
+                    };
+                    queue.push(p.name.to_string());
+                }
+            }
+        }
     }
 
     fn start_requested(&mut self, pname: &str, n: u32) {
@@ -1111,6 +1144,7 @@ impl Supervisor {
         };
         inst.pid = None;
         inst.stop_probing();
+        inst.health = Health::Unknown;
         inst.last_exit_code = Some(status.as_code());
         let was_stopping = inst.state == InstanceState::Stopping;
         match inst.intent {

@@ -255,7 +255,7 @@ fn serve(cli: &Cli) -> ExitCode {
             // Dropping the runtime ends the reader tasks still holding pipes;
             // the writer then finishes what was queued.
             runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-            flush.join();
+            flush.join(std::time::Duration::from_secs(5));
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Err(e) => {

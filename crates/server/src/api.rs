@@ -103,7 +103,9 @@ pub fn openapi_json() -> serde_json::Value {
 }
 
 pub fn router(state: ApiState) -> Router {
-    let protected = Router::new()
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/ready", get(ready))
         .route("/api/v1/processes", get(list_processes))
         .route("/api/v1/processes/{name}", get(get_process))
         .route("/api/v1/processes/{name}/scale", post(scale_process))
@@ -113,20 +115,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/processes/{name}/logs", get(process_logs))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/openapi.json", get(openapi))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/ready", get(ready))
-        .merge(protected)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the routes, so unknown paths and methods need the token
+        // too and reveal nothing to a client without it.
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
+/// Routes open without a token (probes of orchestrators).
+const OPEN_PATHS: [&str; 2] = ["/api/v1/health", "/api/v1/ready"];
+
 async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(check) = &state.auth {
+    let open = OPEN_PATHS.contains(&req.uri().path());
+    if let (Some(check), false) = (&state.auth, open) {
         let header = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -320,6 +324,14 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, A
     })
 }
 
+fn instances_word(n: u32) -> &'static str {
+    if n == 1 {
+        "instance"
+    } else {
+        "instances"
+    }
+}
+
 /// Parses `{"desired": N}` (or `{"scale": N}`).
 pub fn parse_desired(body: &serde_json::Value) -> Result<u32, String> {
     let Some(obj) = body.as_object() else {
@@ -345,6 +357,15 @@ async fn scale_process(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if !matches!(
+        state.handle.snapshot().resolve(&name),
+        Some(Target::Process(_))
+    ) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no process named `{name}`"),
+        ));
+    }
     let value = json_body(body)?;
     let desired = parse_desired(&value).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let outcome = state
@@ -358,12 +379,16 @@ async fn scale_process(
         Outcome::Scaling {
             process,
             current,
+            previous,
             desired,
         } => (
             StatusCode::ACCEPTED,
             Json(ScaleResponse {
                 status: "scaling".into(),
-                message: format!("Scaling from {current} to {desired} instances"),
+                message: format!(
+                    "Scaling from {previous} to {desired} {}",
+                    instances_word(desired)
+                ),
                 process,
                 current,
                 desired,
@@ -378,7 +403,7 @@ async fn scale_process(
             StatusCode::OK,
             Json(ScaleResponse {
                 status: "unchanged".into(),
-                message: format!("Already at {desired} instances"),
+                message: format!("Already at {desired} {}", instances_word(desired)),
                 process,
                 current,
                 desired,

@@ -562,7 +562,7 @@ impl Supervisor {
         while let Some(dep) = queue.pop() {
             for p in self.processes.values_mut() {
                 if matches!(p.gate, DepGate::Failed(_))
-                    && p.cfg.depends_on.iter().any(|d| *d == dep)
+                    && p.cfg.depends_on.contains(&dep)
                 {
                     p.gate = DepGate::Waiting {
                         since: Instant::now(),

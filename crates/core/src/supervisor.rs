@@ -561,9 +561,7 @@ impl Supervisor {
         let mut queue = vec![root.to_string()];
         while let Some(dep) = queue.pop() {
             for p in self.processes.values_mut() {
-                if matches!(p.gate, DepGate::Failed(_))
-                    && p.cfg.depends_on.contains(&dep)
-                {
+                if matches!(p.gate, DepGate::Failed(_)) && p.cfg.depends_on.contains(&dep) {
                     p.gate = DepGate::Waiting {
                         since: Instant::now(),
                     };

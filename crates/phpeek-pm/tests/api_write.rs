@@ -224,3 +224,39 @@ fn openapi_document_matches_the_snapshot() {
         "the API changed: review, then UPDATE_SNAPSHOTS=1"
     );
 }
+
+#[test]
+fn idle_connections_cannot_starve_the_manager() {
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  crasher:
+    command: ["sh", "-c", "echo run >> $DIR/runs; sleep 0.1; exit 1"]
+"#
+    );
+    let mut m = Manager::start(&yaml);
+    let api = m.api();
+    let host = api.strip_prefix("http://").unwrap().to_string();
+    // Far more idle connections than the API serves at once.
+    let idle: Vec<std::net::TcpStream> = (0..600)
+        .filter_map(|_| std::net::TcpStream::connect(&host).ok())
+        .collect();
+    assert!(idle.len() > 300);
+    let runs = |m: &Manager| {
+        std::fs::read_to_string(m.path("runs"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = runs(&m);
+    wait_for("restarts go on", DEADLINE, || {
+        (runs(&m) >= before + 5).then_some(())
+    });
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", m.pid()))
+        .unwrap()
+        .count();
+    assert!(fds < 400, "the manager holds {fds} descriptors");
+    drop(idle);
+    wait_for("API answers again", DEADLINE, || {
+        (http("GET", &format!("{api}/api/v1/health"), None, None).0 == 200).then_some(())
+    });
+}

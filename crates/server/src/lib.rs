@@ -11,10 +11,54 @@ pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use phpeek_config::Config;
 use phpeek_core::Handle;
 use tokio::net::{TcpListener, UnixListener};
+
+/// Connections served at once per listener; more are closed at accept, so
+/// idle or hostile clients cannot use up the manager's descriptors (which
+/// it needs for its children's pipes).
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send a complete request head within this time, on a new
+/// connection and between requests on a kept-alive one.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Serves `app` on `listener` with a connection cap and a header timeout.
+async fn serve_limited<L>(mut listener: L, app: axum::Router, what: &'static str)
+where
+    L: axum::serve::Listener,
+    L::Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut warned = false;
+    loop {
+        let (io, _addr) = listener.accept().await;
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if !warned {
+                tracing::warn!("{what}: {MAX_CONNECTIONS} connections open; closing new ones");
+                warned = true;
+            }
+            drop(io);
+            continue;
+        };
+        warned = false;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES.max(8192))
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+}
 
 /// Sockets bound at startup.
 pub struct Listeners {
@@ -103,28 +147,14 @@ impl Listeners {
             auth: config.global.api_auth.as_deref().map(auth::TokenCheck::new),
         };
         if let Some(l) = self.api {
-            let app = api::router(state.clone());
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!("API server stopped: {e}");
-                }
-            });
+            tokio::spawn(serve_limited(l, api::router(state.clone()), "API"));
         }
         if let Some((l, _path)) = self.api_unix {
-            let app = api::router(state);
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!("API socket server stopped: {e}");
-                }
-            });
+            tokio::spawn(serve_limited(l, api::router(state), "API socket"));
         }
         if let Some(l) = self.metrics {
             let app = metrics::router(handle, &config.global.metrics_path);
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, app).await {
-                    tracing::error!("metrics server stopped: {e}");
-                }
-            });
+            tokio::spawn(serve_limited(l, app, "metrics"));
         }
     }
 }

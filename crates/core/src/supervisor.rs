@@ -182,6 +182,10 @@ struct Instance {
     probe: Option<tokio::task::AbortHandle>,
     probe_ok: u32,
     probe_fail: u32,
+    /// The process definition version this instance was spawned with.
+    version: u64,
+    /// Spawn the next run with the current definition.
+    upgrade: bool,
 }
 
 impl Instance {
@@ -208,6 +212,8 @@ impl Instance {
             probe: None,
             probe_ok: 0,
             probe_fail: 0,
+            version: 0,
+            upgrade: true,
         }
     }
 
@@ -252,6 +258,10 @@ struct Process {
     stop_begun: bool,
     /// Gone from the config by a reload: leaves once its instances are gone.
     removed: bool,
+    /// Bumped when a reload changes how instances are spawned.
+    version: u64,
+    /// The definition before that change, for instances not rolled yet.
+    previous: Option<ProcessConfig>,
 }
 
 impl Process {
@@ -271,6 +281,8 @@ impl Process {
             scale_events: (0, 0),
             stop_begun: false,
             removed: false,
+            version: 0,
+            previous: None,
         }
     }
 
@@ -660,6 +672,8 @@ impl Supervisor {
         let Some(inst) = self.instance_mut(pname, n) else {
             return;
         };
+        // An explicit restart (API or roll) moves to the current definition.
+        inst.upgrade = true;
         inst.intent = Intent::Run;
         inst.attempts = 0;
         if inst.pid.is_some() || inst.state == InstanceState::Starting {
@@ -717,6 +731,7 @@ impl Supervisor {
             }
             let Some(next) = roll.queue.pop_front() else {
                 roll.state = "done";
+                p.previous = None;
                 tracing::info!(process = %pname, "rolling restart of `{pname}` done");
                 return;
             };
@@ -784,6 +799,17 @@ impl Supervisor {
                 .filter(|i| i.intent == Intent::Run && i.number <= p.target())
                 .map(|i| i.number)
                 .collect();
+            if spawn_changed {
+                p.version += 1;
+                p.previous = Some(old.clone());
+                // Instances outside the roll (stopped, exited, failed) take
+                // the new definition whenever they start again.
+                for inst in p.instances.values_mut() {
+                    if !running.contains(&inst.number) {
+                        inst.upgrade = true;
+                    }
+                }
+            }
             if spawn_changed && !running.is_empty() {
                 summary.restarted.push(name.clone());
                 if running.len() > 1 {
@@ -840,8 +866,20 @@ impl Supervisor {
         self.processes.get_mut(pname)?.instances.get_mut(&n)
     }
 
+    /// The definition an instance runs: the current one, except for an
+    /// instance a reload has not rolled over yet, which keeps the previous
+    /// one (so a halted roll leaves the old version on the old definition
+    /// even when such an instance crashes and restarts).
+    fn definition<'a>(p: &'a Process, inst: &Instance) -> (&'a ProcessConfig, u64) {
+        match &p.previous {
+            Some(prev) if inst.version < p.version && !inst.upgrade => (prev, inst.version),
+            _ => (&p.cfg, p.version),
+        }
+    }
+
     fn spawn_spec(&self, p: &Process, inst: &Instance) -> SpawnSpec {
-        let port = p.cfg.port_base.map(|b| u32::from(b) + inst.number);
+        let (cfg, _) = Self::definition(p, inst);
+        let port = cfg.port_base.map(|b| u32::from(b) + inst.number);
         let vars = InstanceVars {
             process: &p.name,
             instance: &inst.name,
@@ -849,7 +887,7 @@ impl Supervisor {
             port,
         };
         let mut env = self.base_env.clone();
-        for (k, v) in &p.cfg.env {
+        for (k, v) in &cfg.env {
             env.push((k.into(), expand_instance_vars(v, &vars).into()));
         }
         env.push(("PHPEEK_PM_PROCESS_NAME".into(), p.name.to_string().into()));
@@ -862,18 +900,17 @@ impl Supervisor {
             env.push(("PHPEEK_PM_INSTANCE_PORT".into(), port.to_string().into()));
         }
         SpawnSpec {
-            argv: p
-                .cfg
+            argv: cfg
                 .command
                 .iter()
                 .map(|a| expand_instance_vars(a, &vars))
                 .collect(),
             env,
-            working_dir: p.cfg.working_dir.clone(),
-            user: p.cfg.user.clone(),
-            group: p.cfg.group.clone(),
-            capture_stdout: p.cfg.stdout,
-            capture_stderr: p.cfg.stderr,
+            working_dir: cfg.working_dir.clone(),
+            user: cfg.user.clone(),
+            group: cfg.group.clone(),
+            capture_stdout: cfg.stdout,
+            capture_stderr: cfg.stderr,
         }
     }
 
@@ -897,9 +934,12 @@ impl Supervisor {
             return;
         };
         let spec = self.spawn_spec(p, inst);
+        let (_, version) = Self::definition(p, inst);
         let Some(inst) = self.instance_mut(pname, n) else {
             return;
         };
+        inst.version = version;
+        inst.upgrade = false;
         inst.spawn_gen += 1;
         inst.state = InstanceState::Starting;
         inst.reason = None;

@@ -395,4 +395,31 @@ fn a_new_version_failing_its_health_check_halts_the_roll() {
         .filter(|i| i["process"] == "app" && i["state"] == "running")
         .count();
     assert!(running >= 2);
+    // An old instance that crashes comes back on the old definition.
+    let old_pid = now["app-3"];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let back = wait_for("app-3 back and healthy", DEADLINE, || {
+        let i = m.get_json("/api/v1/processes/app-3");
+        let pid = i["pid"].as_i64()?;
+        (pid != old_pid && i["health"] == "healthy").then_some(pid)
+    });
+    assert_eq!(env_var(back as i32, "VERSION").as_deref(), Some("good"));
+}
+
+#[test]
+fn an_empty_file_does_not_stop_everything() {
+    let v1 = reload_config("", 2, "exec sleep 301");
+    let mut m = Manager::start(&v1);
+    let keep = m.wait_running("keep", 2);
+    for text in ["", "# only a comment\n"] {
+        std::fs::write(&m.config, text).unwrap();
+        let (status, body) = m.post("/api/v1/reload", "");
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("no processes"), "{body}");
+    }
+    assert_eq!(m.wait_running("keep", 2), keep);
 }

@@ -296,3 +296,20 @@ fn scale_requests_during_shutdown_get_409() {
     m.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(m.wait_exit(DEADLINE), 1);
 }
+
+#[test]
+fn scaling_past_the_port_range_is_refused() {
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  p:\n    command: [\"sleep\", \"300\"]\n    port_base: 65533\n"
+    );
+    let mut m = Manager::start(&yaml);
+    m.wait_running("p", 1);
+    assert_eq!(
+        m.post("/api/v1/processes/p/scale", r#"{"desired": 2}"#).0,
+        202
+    );
+    let (status, body) = m.post("/api/v1/processes/p/scale", r#"{"desired": 3}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("65535"), "{body}");
+    m.wait_running("p", 2);
+}

@@ -366,7 +366,9 @@ fn a_missing_command_does_not_stop_the_manager() {
         about[0]
     );
     assert!(
-        about[0].to_lowercase().contains("no such file") || about[0].contains("not found"),
+        about[0].to_lowercase().contains("no such file")
+            || about[0].contains("not found")
+            || about[0].contains("does not exist"),
         "the line says why: {}",
         about[0]
     );

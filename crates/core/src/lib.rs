@@ -245,6 +245,8 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     });
 
     let supervisor = Supervisor::new(config, tx, kit, logs, snap_tx);
+    // Readers see every configured process from the first request on.
+    supervisor.publish();
     let done = tokio::spawn(supervisor.run(rx));
     Ok(Core {
         handle,

@@ -210,6 +210,51 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::setsid() < 0 {
             return fail(Step::Session);
         }
+        // The parent keeps all three descriptors above 2, so no dup2 here
+        // can overwrite a source still to be copied.
+        for (target, &fd) in a.stdio.iter().enumerate() {
+            if libc::dup2(fd, target as libc::c_int) < 0 {
+                return fail(Step::Stdio);
+            }
+        }
+        if let Some((soft, hard)) = a.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        // Descriptors the manager inherited without close-on-exec must not
+        // leak into the program (kernels before 5.11 lack close_range).
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        // Raw system calls: glibc's wrappers would synchronise the ids of
+        // every thread of the (shared) manager process.
+        if let Some((uid, gid)) = a.ids {
+            if libc::syscall(
+                libc::SYS_setgroups,
+                1 as libc::c_long,
+                &gid as *const libc::gid_t,
+            ) < 0
+            {
+                return fail(Step::Groups);
+            }
+            if libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0 {
+                return fail(Step::Gid);
+            }
+            if libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0 {
+                return fail(Step::Uid);
+            }
+        }
+        // After the switch, so a directory the user may not enter fails.
+        if !a.cwd.is_null() && libc::chdir(a.cwd) < 0 {
+            return fail(Step::WorkingDir);
+        }
+        // Last: changing ids clears the parent-death signal.
         if a.parent_death {
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
@@ -223,46 +268,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
             if libc::getppid() != a.parent {
                 return fail(Step::ParentGone);
-            }
-        }
-        for (target, &fd) in a.stdio.iter().enumerate() {
-            let target = target as libc::c_int;
-            let ok = if fd == target {
-                libc::fcntl(fd, libc::F_SETFD, 0) >= 0
-            } else {
-                libc::dup2(fd, target) >= 0
-            };
-            if !ok {
-                return fail(Step::Stdio);
-            }
-        }
-        if !a.cwd.is_null() && libc::chdir(a.cwd) < 0 {
-            return fail(Step::WorkingDir);
-        }
-        if let Some((soft, hard)) = a.nofile {
-            let lim = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-        // Descriptors the manager inherited without close-on-exec must not
-        // leak into the program.
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-        if let Some((uid, gid)) = a.ids {
-            if libc::setgroups(1, &gid) < 0 {
-                return fail(Step::Groups);
-            }
-            if libc::setgid(gid) < 0 {
-                return fail(Step::Gid);
-            }
-            if libc::setuid(uid) < 0 {
-                return fail(Step::Uid);
             }
         }
         let empty: libc::sigset_t = {
@@ -346,6 +351,21 @@ fn resolve_program(
     ))
 }
 
+/// Moves a descriptor above 2 (when the manager was started with a closed
+/// stdin/stdout/stderr, a new descriptor can land on 0..=2).
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: duplicating a descriptor we own.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just created and own.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
 fn open_null(write: bool) -> io::Result<OwnedFd> {
     let flags = if write {
         libc::O_WRONLY
@@ -416,7 +436,7 @@ pub fn spawn_child(spec: &SpawnSpec, limits: Limits) -> io::Result<Spawned> {
     envp.push(std::ptr::null());
     let ids = resolve_ids(spec.user.as_deref(), spec.group.as_deref())?;
 
-    let stdin = open_null(false)?;
+    let stdin = above_stdio(open_null(false)?)?;
     let (out_r, out_w) = if spec.capture_stdout {
         let (r, w) = pipe()?;
         (Some(r), w)
@@ -429,6 +449,8 @@ pub fn spawn_child(spec: &SpawnSpec, limits: Limits) -> io::Result<Spawned> {
     } else {
         (None, open_null(true)?)
     };
+    let out_w = above_stdio(out_w)?;
+    let err_w = above_stdio(err_w)?;
     let me = std::process::id() as libc::pid_t;
     let args = ChildArgs {
         path: path_c.as_ptr(),

@@ -1027,7 +1027,7 @@ impl Supervisor {
                 let command = self
                     .processes
                     .get(pname)
-                    .map(|p| p.cfg.command.join(" "))
+                    .map(|p| shorten(&p.cfg.command.join(" "), 200))
                     .unwrap_or_default();
                 let Some(inst) = self.instance_mut(pname, n) else {
                     return;
@@ -1598,7 +1598,7 @@ impl Supervisor {
 
     // ----- snapshot -------------------------------------------------------
 
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         let processes = self
             .processes
             .values()
@@ -1723,6 +1723,14 @@ fn warn_listener_changes(old: &phpeek_config::Global, new: &phpeek_config::Globa
         tracing::warn!(
             "API, metrics and log settings changed in the file take effect at the next start"
         );
+    }
+}
+
+/// At most `max` characters of `s`, marked when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", s.get(..at).unwrap_or(s)),
+        None => s.to_string(),
     }
 }
 

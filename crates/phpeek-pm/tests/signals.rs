@@ -176,3 +176,21 @@ fn the_manager_exits_by_itself_when_nothing_is_left_to_run() {
     let mut m = Manager::start(&failing);
     assert_eq!(m.wait_exit(DEADLINE), 1, "{}", m.stderr());
 }
+
+#[test]
+fn instances_die_with_a_killed_manager_also_after_a_user_switch() {
+    let root = nix::unistd::Uid::effective().is_root();
+    let user_line = if root { "    user: nobody\n" } else { "" };
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  plain:\n    command: [\"sleep\", \"1000\"]\n  switched:\n    command: [\"sleep\", \"1001\"]\n{user_line}"
+    );
+    let mut m = Manager::start(&yaml);
+    let plain = m.wait_running("plain", 1)[0].1;
+    let switched = m.wait_running("switched", 1)[0].1;
+    // An abrupt end: no chance to stop anything.
+    m.signal(Signal::SIGKILL);
+    m.wait_exit(DEADLINE);
+    wait_for("both instances gone", DEADLINE, || {
+        (!alive(plain) && !alive(switched)).then_some(())
+    });
+}

@@ -289,28 +289,7 @@ pub fn http(
     body: Option<&str>,
     headers: Option<&[(&str, &str)]>,
 ) -> (u16, String) {
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let mut stream = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let body = body.unwrap_or("");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers.unwrap_or(&[]) {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (head, body) = http_full(method, url, body, headers.unwrap_or(&[]));
     let status = head
         .split_whitespace()
         .nth(1)
@@ -320,9 +299,9 @@ pub fn http(
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        dechunk(body)
+        dechunk(&body)
     } else {
-        body.to_string()
+        body
     };
     (status, body)
 }
@@ -339,7 +318,7 @@ pub fn http_full(
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut stream = TcpStream::connect(host).unwrap();
+    let mut stream = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let body = body.unwrap_or("");
     let mut req = format!(

@@ -260,3 +260,62 @@ fn idle_connections_cannot_starve_the_manager() {
         (http("GET", &format!("{api}/api/v1/health"), None, None).0 == 200).then_some(())
     });
 }
+
+#[test]
+fn without_a_token_unknown_routes_and_methods_reveal_nothing() {
+    let mut m = Manager::start(&config("  api_auth: \"s3cret\"\n"));
+    let api = m.api();
+    for (method, path) in [
+        ("GET", "/api/v1/nope"),
+        ("GET", "/api/v1/processes/queue-default/scale"),
+        ("DELETE", "/api/v1/processes"),
+    ] {
+        let (status, body) = http(method, &format!("{api}{path}"), None, None);
+        assert_eq!(status, 401, "{method} {path}: {body}");
+    }
+    let auth = [("Authorization", "Bearer s3cret")];
+    assert_eq!(
+        http("GET", &format!("{api}/api/v1/nope"), None, Some(&auth)).0,
+        404
+    );
+    assert_eq!(
+        http(
+            "DELETE",
+            &format!("{api}/api/v1/processes"),
+            None,
+            Some(&auth)
+        )
+        .0,
+        405
+    );
+}
+
+#[test]
+fn a_stopped_instance_is_not_reported_healthy() {
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  w:
+    command: ["sleep", "300"]
+    scale: 2
+    health_check:
+      type: exec
+      command: ["true"]
+      period: 100ms
+"#
+    );
+    let mut m = Manager::start(&yaml);
+    wait_for("w-2 healthy", DEADLINE, || {
+        (m.get_json("/api/v1/processes/w-2")["health"] == "healthy").then_some(())
+    });
+    assert_eq!(m.post("/api/v1/processes/w-2/stop", "").0, 202);
+    let i = wait_for("w-2 stopped", DEADLINE, || {
+        let i = m.get_json("/api/v1/processes/w-2");
+        (i["state"] == "stopped").then_some(i)
+    });
+    assert_eq!(i["health"], "unknown");
+    let metrics = http("GET", &m.metrics_url(), None, None).1;
+    assert!(
+        !metrics.contains("phpeek_pm_health_check_status{name=\"w\",process=\"w-2\""),
+        "{metrics}"
+    );
+}

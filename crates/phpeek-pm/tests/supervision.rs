@@ -246,3 +246,30 @@ fn a_dependency_that_never_gets_ready_fails_the_dependent_after_the_timeout() {
         "{p}"
     );
 }
+
+#[test]
+fn a_working_dir_the_user_cannot_enter_is_a_start_failure() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  keep:\n    command: [\"sleep\", \"300\"]\n  locked:\n    command: [\"sleep\", \"300\"]\n    user: nobody\n    working_dir: $DIR/private\n    restart: never\n"
+    );
+    let mut m = Manager::start_with(&yaml, &[], |dir| {
+        use std::os::unix::fs::PermissionsExt;
+        let private = dir.join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // The temp dir itself must be passable for nobody to reach `private`.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    });
+    let i = wait_for("locked-1 failed", DEADLINE, || {
+        let i = instance(&mut m, "locked-1");
+        (i["state"] == "failed").then_some(i)
+    });
+    assert!(
+        i["reason"].as_str().unwrap_or("").contains("working_dir"),
+        "{i}"
+    );
+}

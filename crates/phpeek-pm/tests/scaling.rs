@@ -31,24 +31,11 @@ fn scale(m: &mut Manager, n: u32) -> (u16, Value) {
 
 /// Live (non-zombie) processes whose parent is the manager, from /proc.
 fn live_children(manager: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(manager) && f.first() != Some(&"Z")
-        {
-            out.push(pid);
-        }
-    }
-    out
+    children_of(manager)
+        .into_iter()
+        .filter(|c| c.state != 'Z')
+        .map(|c| c.pid)
+        .collect()
 }
 
 fn terms(m: &Manager) -> Vec<String> {

@@ -8,10 +8,6 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
 /// A worker that records the signals it gets in `$DIR/<name>.log` and exits
 /// cleanly on TERM.
 fn trapping_worker(name: &str) -> String {

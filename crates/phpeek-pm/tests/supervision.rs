@@ -7,14 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn read(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn instance(m: &mut Manager, name: &str) -> Value {
-    m.get_json(&format!("/api/v1/processes/{name}"))
-}
-
 /// A child that appends a line per run to `$DIR/<file>` and exits `code`
 /// after a short while.
 fn runs_then_exits(file: &str, code: i32) -> String {
@@ -32,7 +24,7 @@ fn always_restarts_on_any_exit_and_counts_restarts() {
         (read(&m.path("runs")).lines().count() >= 3).then_some(())
     });
     let i = wait_for("restarts counted", DEADLINE, || {
-        let i = instance(&mut m, "w-1");
+        let i = m.process("w-1");
         (i["restarts"].as_u64()? >= 2).then_some(i)
     });
     assert_eq!(i["name"], "w-1");
@@ -59,7 +51,7 @@ fn on_failure_restarts_only_failures() {
         (read(&m.path("bad-runs")).lines().count() >= 3).then_some(())
     });
     let ok = wait_for("ok exited", DEADLINE, || {
-        let i = instance(&mut m, "ok-1");
+        let i = m.process("ok-1");
         (i["state"] == "exited").then_some(i)
     });
     assert_eq!(ok["last_exit_code"], 0);
@@ -75,7 +67,7 @@ fn never_leaves_an_exited_instance_listed() {
     );
     let mut m = Manager::start(&yaml);
     let i = wait_for("exited", DEADLINE, || {
-        let i = instance(&mut m, "once-1");
+        let i = m.process("once-1");
         (i["state"] == "exited").then_some(i)
     });
     assert_eq!(i["last_exit_code"], 4);
@@ -92,7 +84,7 @@ fn max_restart_attempts_ends_in_failed() {
     );
     let mut m = Manager::start(&yaml);
     let i = wait_for("failed", DEADLINE, || {
-        let i = instance(&mut m, "crashy-1");
+        let i = m.process("crashy-1");
         (i["state"] == "failed").then_some(i)
     });
     // The first run plus two restarts.
@@ -103,7 +95,7 @@ fn max_restart_attempts_ends_in_failed() {
         "{i}"
     );
     // Failed stays failed: still three runs after the manager had time to act.
-    let p = instance(&mut m, "crashy");
+    let p = m.process("crashy");
     assert_eq!(p["state"], "failed");
     assert_eq!(read(&m.path("runs")).lines().count(), 3);
     // Until started by request.
@@ -125,7 +117,7 @@ fn crashes_back_off_before_restarting() {
             .replace("restart_backoff_max: 1s", "restart_backoff_max: 30s");
     let mut m = Manager::start(&yaml);
     let i = wait_for("backoff", DEADLINE, || {
-        let i = instance(&mut m, "crashy-1");
+        let i = m.process("crashy-1");
         (i["state"] == "backoff").then_some(i)
     });
     assert!(
@@ -143,7 +135,7 @@ fn a_command_that_cannot_start_does_not_stop_the_others() {
     let mut m = Manager::start(&yaml);
     m.wait_running("fine", 2);
     let i = wait_for("broken in backoff", DEADLINE, || {
-        let i = instance(&mut m, "broken-1");
+        let i = m.process("broken-1");
         matches!(i["state"].as_str(), Some("backoff" | "failed")).then_some(i)
     });
     assert!(
@@ -221,7 +213,7 @@ fn a_process_waiting_on_a_dependency_says_so() {
     );
     let mut m = Manager::start(&yaml);
     let p = wait_for("app waiting", DEADLINE, || {
-        let p = instance(&mut m, "app");
+        let p = m.process("app");
         (p["state"] == "waiting").then_some(p)
     });
     assert!(
@@ -238,7 +230,7 @@ fn a_dependency_that_never_gets_ready_fails_the_dependent_after_the_timeout() {
     );
     let mut m = Manager::start(&yaml);
     let p = wait_for("app failed", DEADLINE, || {
-        let p = instance(&mut m, "app");
+        let p = m.process("app");
         (p["state"] == "failed").then_some(p)
     });
     assert!(
@@ -265,7 +257,7 @@ fn a_working_dir_the_user_cannot_enter_is_a_start_failure() {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     });
     let i = wait_for("locked-1 failed", DEADLINE, || {
-        let i = instance(&mut m, "locked-1");
+        let i = m.process("locked-1");
         (i["state"] == "failed").then_some(i)
     });
     assert!(

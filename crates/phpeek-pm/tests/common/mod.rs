@@ -447,6 +447,11 @@ pub fn children_of(ppid: i32) -> Vec<ProcStat> {
         .collect()
 }
 
+/// A file's text, or "" while it does not exist.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }

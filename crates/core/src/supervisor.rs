@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 use phpeek_config::{
     expand_instance_vars, Config, HealthCheckKind, InstanceVars, ProcessConfig, RestartPolicy,
 };
-use phpeek_wire::{Health, InstanceState, ProcessState, Rollout};
+use phpeek_wire::{Health, InstanceState, ProcessState, Rollout, RolloutPhase};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backoff::Backoff;
@@ -242,7 +242,7 @@ enum DepGate {
 struct RolloutState {
     queue: VecDeque<u32>,
     current: Option<u32>,
-    state: &'static str,
+    state: RolloutPhase,
     reason: Option<String>,
 }
 
@@ -651,7 +651,7 @@ impl Supervisor {
                 p.rollout = Some(RolloutState {
                     queue: live.into_iter().collect(),
                     current: None,
-                    state: "running",
+                    state: RolloutPhase::Running,
                     reason: None,
                 });
             }
@@ -698,7 +698,7 @@ impl Supervisor {
             let Some(roll) = p.rollout.as_mut() else {
                 return;
             };
-            if roll.state != "running" {
+            if roll.state != RolloutPhase::Running {
                 return;
             }
             if let Some(cur) = roll.current {
@@ -716,7 +716,7 @@ impl Supervisor {
                             InstanceState::Failed | InstanceState::Backoff | InstanceState::Exited
                         ) =>
                     {
-                        roll.state = "halted";
+                        roll.state = RolloutPhase::Halted;
                         roll.reason = Some(format!(
                             "{} did not come back: {}",
                             i.name,
@@ -730,7 +730,7 @@ impl Supervisor {
                 }
             }
             let Some(next) = roll.queue.pop_front() else {
-                roll.state = "done";
+                roll.state = RolloutPhase::Done;
                 p.previous = None;
                 tracing::info!(process = %pname, "rolling restart of `{pname}` done");
                 return;
@@ -816,7 +816,7 @@ impl Supervisor {
                     p.rollout = Some(RolloutState {
                         queue: running.into_iter().collect(),
                         current: None,
-                        state: "running",
+                        state: RolloutPhase::Running,
                         reason: None,
                     });
                     self.advance_rollout(name);
@@ -1150,8 +1150,8 @@ impl Supervisor {
         inst.stop_probing();
         let name = Arc::clone(&inst.name);
         if let Some(roll) = p.rollout.as_mut() {
-            if roll.current == Some(n) && roll.state == "running" {
-                roll.state = "halted";
+            if roll.current == Some(n) && roll.state == RolloutPhase::Running {
+                roll.state = RolloutPhase::Halted;
                 roll.reason = Some(format!("{name} failed its health check: {}", result.detail));
                 tracing::warn!(
                     process = pname,
@@ -1639,7 +1639,7 @@ impl Supervisor {
             state,
             reason,
             rollout: p.rollout.as_ref().map(|r| Rollout {
-                state: r.state.to_string(),
+                state: r.state,
                 reason: r.reason.clone(),
             }),
             health_type: p.cfg.health_check.as_ref().map(|h| h.kind.type_name()),

@@ -91,11 +91,32 @@ pub enum ProcessState {
     Failed,
 }
 
+/// Phase of a rolling restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutPhase {
+    /// Instances are being replaced one at a time.
+    Running,
+    /// Every instance runs the new definition.
+    Done,
+    /// A new instance did not come back; the rest keep the old definition.
+    Halted,
+}
+
+impl RolloutPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutPhase::Running => "running",
+            RolloutPhase::Done => "done",
+            RolloutPhase::Halted => "halted",
+        }
+    }
+}
+
 /// Progress of a rolling restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Rollout {
-    /// `running`, `done` or `halted`.
-    pub state: String,
+    pub state: RolloutPhase,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use phpeek_config::HealthCheck;
+use phpeek_config::{expand_instance_vars, HealthCheck, HealthCheckKind, InstanceVars};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -121,6 +121,37 @@ pub enum Target {
     Tcp(String),
     Http { url: String, expected: Option<u16> },
     Exec(SpawnSpec),
+}
+
+/// The target of `kind` for one instance: addresses and URLs with the
+/// instance's variables expanded; an exec check runs as the instance does
+/// (`instance_spec`: its user, directory and environment), its output not
+/// captured.
+pub fn expand_target(
+    kind: &HealthCheckKind,
+    vars: &InstanceVars<'_>,
+    instance_spec: impl FnOnce() -> SpawnSpec,
+) -> Target {
+    match kind {
+        HealthCheckKind::Tcp { address } => Target::Tcp(expand_instance_vars(address, vars)),
+        HealthCheckKind::Http {
+            url,
+            expected_status,
+        } => Target::Http {
+            url: expand_instance_vars(url, vars),
+            expected: *expected_status,
+        },
+        HealthCheckKind::Exec { command } => {
+            let mut spec = instance_spec();
+            spec.argv = command
+                .iter()
+                .map(|a| expand_instance_vars(a, vars))
+                .collect();
+            spec.capture_stdout = false;
+            spec.capture_stderr = false;
+            Target::Exec(spec)
+        }
+    }
 }
 
 /// One probe attempt's result.

@@ -1,17 +1,49 @@
 //! The phpeek-pm supervisor.
 //!
-//! [`start`] wires the pieces together: signal listeners (installed before
-//! the first spawn, so a PID 1 gets its signals and no exit is missed), the
-//! SIGCHLD-driven reaper, the spawner threads, the log writer and the
-//! [`supervisor`] task that owns all state. Callers talk to it through a
-//! [`Handle`]: commands go in as messages, state comes out as snapshots.
+//! # Theory of operation
+//!
+//! **Who owns what.** One task, the supervisor (`supervisor/`), owns every
+//! process and instance. Nothing else mutates that state. Readers (the API,
+//! the metrics endpoint, the TUI through the API) read the latest
+//! immutable [`Snapshot`] from a `watch` channel and never wait for the
+//! owner.
+//!
+//! **How a message flows.** Everything that wants a change sends a message
+//! on one unbounded channel: a [`Handle`] call (scale, start, stop,
+//! restart, reload) carries a oneshot for its typed answer; the reaper
+//! sends exits (`reaper.rs`); spawner threads send spawn results; timers
+//! and probes send their results; `signals.rs` sends the manager's own
+//! signals. The supervisor applies a batch of messages one at a time,
+//! answers each request once its change was applied, then reconciles every
+//! process towards its desired state and publishes a new snapshot.
+//!
+//! **Decisions and effects.** What to do is decided by pure functions
+//! (restart decision, dependency gates, reload classification, rollout
+//! steps, scale plans, the exit code); doing it goes through the
+//! [`effects`] seam (spawn, signal, attach logs, timers, probes, clock),
+//! whose real implementation is the OS and whose fake lets the state
+//! machine be tested in-process with paused time.
+//!
+//! **Who may call waitpid.** Only the reaper, through
+//! [`registry::ChildRegistry::reap_batch`]. Spawning holds the registry's
+//! spawn gate from before the child exists until its `Spawned` message is
+//! queued, so an exit is always reported after its spawn. Signals go only
+//! through the registry, and only to pids it has not reaped yet.
+//!
+//! **Threads.** The tokio runtime (supervisor, reaper, signals, probes,
+//! log readers, API), a few spawner threads (`spawn.rs`: clone + exec
+//! without allocating in the child) and one log writer thread (`logs.rs`).
 
 pub mod backoff;
+mod cfgshim;
+mod effects;
 pub mod health;
 pub mod logs;
 pub mod procfs;
+mod reaper;
 pub mod reconcile;
 pub mod registry;
+mod signals;
 pub mod snapshot;
 pub mod spawn;
 pub mod supervisor;
@@ -24,15 +56,15 @@ use phpeek_config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use snapshot::{InstanceSnap, ProcessSnap, RestartReason, Snapshot, Target};
-pub use supervisor::{Command, CommandError, Outcome, ReloadSummary, SignalEvent};
+pub use snapshot::{
+    InstanceSnap, ProcessSnap, RestartCounts, RestartReason, ScaleEvents, Snapshot, Target,
+};
+pub use supervisor::{Action, ActionDone, CommandError, ReloadSummary, ScaleOutcome, SignalEvent};
 
+use effects::OsEffects;
 use registry::ChildRegistry;
 use spawn::{Limits, Spawner};
-use supervisor::{Msg, Supervisor};
-
-/// Children reaped per batch before the reaper yields.
-const REAP_BATCH: usize = 64;
+use supervisor::{Msg, Reply, Request, Supervisor};
 
 /// A running supervisor.
 pub struct Core {
@@ -71,19 +103,44 @@ impl Handle {
         self.snapshot.clone()
     }
 
-    /// Sends a command; answers once the supervisor applied (or refused) it.
-    pub async fn command(&self, cmd: Command) -> Result<Outcome, CommandError> {
+    /// Sends a request built around its reply channel; answers once the
+    /// supervisor applied (or refused) it.
+    async fn request<T>(&self, build: impl FnOnce(Reply<T>) -> Request) -> Result<T, CommandError> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Command(cmd, tx)).is_err() {
-            return Err(CommandError::Conflict(
-                "the manager is shutting down".into(),
-            ));
+        if self.tx.send(Msg::Request(build(tx))).is_err() {
+            return Err(CommandError::shutting_down());
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(CommandError::Conflict(
-                "the manager is shutting down".into(),
-            ))
+        rx.await
+            .unwrap_or_else(|_| Err(CommandError::shutting_down()))
+    }
+
+    /// Sets the desired scale of a process.
+    pub async fn scale(&self, process: String, desired: u32) -> Result<ScaleOutcome, CommandError> {
+        self.request(|reply| Request::Scale {
+            process,
+            desired,
+            reply,
         })
+        .await
+    }
+
+    /// Starts, stops or restarts a process (every instance) or one instance.
+    pub async fn act(&self, name: String, action: Action) -> Result<ActionDone, CommandError> {
+        self.request(|reply| Request::Act {
+            name,
+            action,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies an already validated configuration.
+    pub async fn apply_config(&self, config: Config) -> Result<ReloadSummary, CommandError> {
+        self.request(|reply| Request::Reload {
+            config: Box::new(config),
+            reply,
+        })
+        .await
     }
 
     /// Probe counters for the metrics endpoint.
@@ -128,10 +185,7 @@ impl Handle {
                 return Err(ReloadError::Rejected(errors));
             }
         };
-        match self.command(Command::Reload(Box::new(config))).await? {
-            Outcome::Reloaded(summary) => Ok(summary),
-            _ => Ok(ReloadSummary::default()),
-        }
+        Ok(self.apply_config(config).await?)
     }
 
     /// Delivers a signal event as if the OS had sent it.
@@ -154,16 +208,8 @@ pub enum StartError {
 pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     // Listeners first: before any child exists, and (as PID 1) before any
     // signal could arrive with no handler to make the kernel deliver it.
-    let mut chld = signal(SignalKind::child()).map_err(|e| StartError::Signal("SIGCHLD", e))?;
-    let sig = |kind: SignalKind, name: &'static str| {
-        signal(kind).map_err(|e| StartError::Signal(name, e))
-    };
-    let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
-    let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
-    let mut quit = sig(SignalKind::quit(), "SIGQUIT")?;
-    let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
-    let mut usr1 = sig(SignalKind::user_defined1(), "SIGUSR1")?;
-    let mut usr2 = sig(SignalKind::user_defined2(), "SIGUSR2")?;
+    let chld = signal(SignalKind::child()).map_err(|e| StartError::Signal("SIGCHLD", e))?;
+    let manager_signals = signals::ManagerSignals::install()?;
 
     if std::process::id() != 1 {
         // Orphans of our children come to us, as they would to a PID 1.
@@ -181,70 +227,23 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
 
-    let reaper_tx = tx.clone();
-    let reaper_registry = Arc::clone(&registry);
-    tokio::spawn(async move {
-        loop {
-            loop {
-                let batch = reaper_registry.reap_batch(REAP_BATCH);
-                let full = batch.len() == REAP_BATCH;
-                for (pid, status) in batch {
-                    if reaper_registry.deliver_to_waiter(pid, status) {
-                        continue;
-                    }
-                    if reaper_tx.send(Msg::Exited(pid, status)).is_err() {
-                        return;
-                    }
-                }
-                if !full {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            // Every wake drains until waitpid finds nothing, and a SIGCHLD
-            // that lands during the drain makes the next recv return at
-            // once, so coalesced signals lose no exit: no polling timer.
-            if chld.recv().await.is_none() {
-                return;
-            }
-        }
-    });
+    tokio::spawn(reaper::reap_children(
+        chld,
+        Arc::clone(&registry),
+        tx.clone(),
+    ));
 
-    let kit = health::ProbeKit::new(spawner, Arc::clone(&registry));
+    let kit = health::ProbeKit::new(spawner, registry);
     let handle = Handle {
         tx: tx.clone(),
         snapshot: snap_rx,
         config_path: Arc::new(config_path),
         health: kit.metrics.clone(),
     };
-    let sig_tx = tx.clone();
-    let sig_handle = handle.clone();
-    tokio::spawn(async move {
-        loop {
-            let ev = tokio::select! {
-                _ = term.recv() => SignalEvent::Terminate(libc::SIGTERM),
-                _ = int.recv() => SignalEvent::Terminate(libc::SIGINT),
-                _ = quit.recv() => SignalEvent::Terminate(libc::SIGQUIT),
-                _ = hup.recv() => {
-                    let h = sig_handle.clone();
-                    tokio::spawn(async move {
-                        tracing::info!("SIGHUP received: reloading the configuration");
-                        if let Err(ReloadError::Refused(e)) = h.reload().await {
-                            tracing::warn!("reload refused: {e}");
-                        }
-                    });
-                    continue;
-                }
-                _ = usr1.recv() => SignalEvent::Forward(libc::SIGUSR1),
-                _ = usr2.recv() => SignalEvent::Forward(libc::SIGUSR2),
-            };
-            if sig_tx.send(Msg::Signal(ev)).is_err() {
-                return;
-            }
-        }
-    });
+    tokio::spawn(manager_signals.forward(tx.clone(), handle.clone()));
 
-    let supervisor = Supervisor::new(config, tx, kit, logs, snap_tx);
+    let fx = OsEffects::new(tx, kit, logs);
+    let supervisor = Supervisor::new(config, fx, snap_tx);
     // Readers see every configured process from the first request on.
     supervisor.publish();
     let done = tokio::spawn(supervisor.run(rx));

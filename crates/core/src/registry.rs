@@ -3,9 +3,12 @@
 //! Invariants:
 //! - Only [`ChildRegistry::reap_batch`] calls `waitpid`, and it does so under
 //!   the write side of the gate. Spawning holds the read side from before
-//!   `fork` until the `Spawned` message is queued to the supervisor, so a
-//!   child that dies at once is always reported *after* its spawn, and std's
-//!   own wait on a failed `exec` can never lose its child to the reaper.
+//!   `clone` until the `Spawned` message is queued to the supervisor (or an
+//!   exec probe registered as the pid's waiter), so a child that dies at
+//!   once is always reported *after* its spawn. A child whose set-up or
+//!   `exec` failed (it writes the failed step into shared memory and exits;
+//!   `CLONE_VFORK` returns only then) is collected by the spawner itself
+//!   while it still holds the gate, so the reaper never sees that pid.
 //! - A reaped pid stays in the `reaped` set until the supervisor has handled
 //!   its exit ([`ChildRegistry::forget`]). Signals are sent under the read
 //!   side and refused for pids in that set, so a pid the kernel may already

@@ -1,9 +1,16 @@
 //! The read model the supervisor publishes after every change. Readers (API,
 //! metrics, CLI) never touch supervisor state; they convert a snapshot.
+//!
+//! Invariants:
+//! - A snapshot is immutable once published; the next change publishes a
+//!   new one.
+//! - The aggregate state of a process ([`process_state`]) is a function of
+//!   what the snapshot shows, so every reader derives the same answer.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use phpeek_config::RestartPolicy;
 use phpeek_wire::{Health, InstanceInfo, InstanceState, ProcessInfo, ProcessState, Rollout};
 
 use crate::logs::LogRing;
@@ -11,10 +18,10 @@ use crate::logs::LogRing;
 /// Why an instance was restarted (metric label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartReason {
-    Exit = 0,
-    Crash = 1,
-    HealthCheck = 2,
-    Manual = 3,
+    Exit,
+    Crash,
+    HealthCheck,
+    Manual,
 }
 
 impl RestartReason {
@@ -35,6 +42,58 @@ impl RestartReason {
     }
 }
 
+/// Restarts of one instance, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestartCounts {
+    pub exit: u64,
+    pub crash: u64,
+    pub health_check: u64,
+    pub manual: u64,
+}
+
+impl RestartCounts {
+    pub fn get(&self, reason: RestartReason) -> u64 {
+        match reason {
+            RestartReason::Exit => self.exit,
+            RestartReason::Crash => self.crash,
+            RestartReason::HealthCheck => self.health_check,
+            RestartReason::Manual => self.manual,
+        }
+    }
+
+    pub fn count(&mut self, reason: RestartReason) {
+        let slot = match reason {
+            RestartReason::Exit => &mut self.exit,
+            RestartReason::Crash => &mut self.crash,
+            RestartReason::HealthCheck => &mut self.health_check,
+            RestartReason::Manual => &mut self.manual,
+        };
+        *slot += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        RestartReason::ALL.iter().map(|r| self.get(*r)).sum()
+    }
+}
+
+/// Changes of a process's desired scale, by direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScaleEvents {
+    pub up: u64,
+    pub down: u64,
+}
+
+impl ScaleEvents {
+    /// Counts a change of the desired scale from `from` to `to`.
+    pub fn record(&mut self, from: u32, to: u32) {
+        if to > from {
+            self.up += 1;
+        } else if to < from {
+            self.down += 1;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct InstanceSnap {
     pub name: Arc<str>,
@@ -42,9 +101,7 @@ pub struct InstanceSnap {
     pub state: InstanceState,
     pub pid: Option<i32>,
     pub started_at: Option<SystemTime>,
-    pub restarts: u64,
-    /// Indexed by `RestartReason as usize`.
-    pub restarts_by_reason: [u64; 4],
+    pub restarts: RestartCounts,
     pub last_exit_code: Option<i32>,
     pub health: Health,
     pub reason: Option<String>,
@@ -56,14 +113,13 @@ pub struct ProcessSnap {
     pub name: Arc<str>,
     pub desired: u32,
     pub enabled: bool,
-    pub restart: &'static str,
+    pub restart: RestartPolicy,
     pub state: ProcessState,
     pub reason: Option<String>,
     pub rollout: Option<Rollout>,
     /// `health_check.type` when the process has one.
     pub health_type: Option<&'static str>,
-    /// Scale events so far: (up, down).
-    pub scale_events: (u64, u64),
+    pub scale_events: ScaleEvents,
     pub instances: Vec<InstanceSnap>,
 }
 
@@ -104,7 +160,7 @@ impl InstanceSnap {
             pid: self.pid,
             uptime,
             started_at: self.started_at.map(unix_secs),
-            restarts: self.restarts,
+            restarts: self.restarts.total(),
             last_exit_code: self.last_exit_code,
             health: self.health,
             reason: self.reason.clone(),
@@ -122,7 +178,7 @@ impl ProcessSnap {
             desired: self.desired,
             current: InstanceSnap::running_count(&self.instances),
             state: self.state,
-            restart: self.restart.to_string(),
+            restart: self.restart.as_str().to_string(),
             enabled: self.enabled,
             reason: self.reason.clone(),
             rollout: self.rollout.clone(),
@@ -155,11 +211,63 @@ impl Snapshot {
         if let Some(p) = self.processes.iter().find(|p| &*p.name == name) {
             return Some(Target::Process(p));
         }
-        self.processes.iter().find_map(|p| {
-            p.instances
-                .iter()
-                .find(|i| &*i.name == name)
-                .map(|i| Target::Instance(p, i))
-        })
+        let (pname, n) = crate::cfgshim::split_instance_name(name)?;
+        let p = self.processes.iter().find(|p| &*p.name == pname)?;
+        let i = p.instances.iter().find(|i| i.number == n)?;
+        Some(Target::Instance(p, i))
     }
+}
+
+/// How the dependency gate of a process looks to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GateView<'a> {
+    Waiting,
+    Open,
+    Failed(&'a str),
+}
+
+/// What the aggregate state of a process is computed from.
+pub(crate) struct ProcessView<'a> {
+    pub enabled: bool,
+    pub gate: GateView<'a>,
+    pub depends_on: &'a [String],
+    pub desired: u32,
+    pub instances: &'a [InstanceSnap],
+}
+
+/// The aggregate state of a process, with a reason when there is one.
+pub(crate) fn process_state(p: &ProcessView<'_>) -> (ProcessState, Option<String>) {
+    if !p.enabled {
+        return (ProcessState::Disabled, None);
+    }
+    match p.gate {
+        GateView::Waiting => {
+            let deps = p.depends_on.join(", ");
+            return (
+                ProcessState::Waiting,
+                Some(format!("waiting for dependencies: {deps}")),
+            );
+        }
+        GateView::Failed(why) => return (ProcessState::Failed, Some(why.to_string())),
+        GateView::Open => {}
+    }
+    let count = |s: InstanceState| p.instances.iter().filter(|i| i.state == s).count();
+    let total = p.instances.len();
+    let running = count(InstanceState::Running);
+    if total == 0 {
+        return (ProcessState::Stopped, None);
+    }
+    if count(InstanceState::Failed) == total {
+        return (ProcessState::Failed, None);
+    }
+    if count(InstanceState::Stopped) == total {
+        return (ProcessState::Stopped, None);
+    }
+    if count(InstanceState::Exited) + count(InstanceState::Failed) == total {
+        return (ProcessState::Exited, None);
+    }
+    if running == total && running as u64 == u64::from(p.desired) {
+        return (ProcessState::Running, None);
+    }
+    (ProcessState::Degraded, None)
 }

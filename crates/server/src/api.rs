@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use phpeek_core::{Command, CommandError, Handle, Outcome, ReloadError, Target};
+use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
     ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
     LogsResponse, ProcessInfo, ReadyResponse, ReloadResponse, ScaleRequest, ScaleResponse,
@@ -210,7 +210,9 @@ async fn ready(State(state): State<ApiState>) -> Response {
                     p.health_type.is_none() || i.health == phpeek_wire::Health::Healthy
                 }
                 InstanceState::Stopped => true,
-                InstanceState::Exited => p.restart == "never" && i.last_exit_code == Some(0),
+                InstanceState::Exited => {
+                    p.restart == phpeek_config::RestartPolicy::Never && i.last_exit_code == Some(0)
+                }
                 _ => false,
             };
             if !fine {
@@ -368,15 +370,9 @@ async fn scale_process(
     }
     let value = json_body(body)?;
     let desired = parse_desired(&value).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
-    let outcome = state
-        .handle
-        .command(Command::Scale {
-            process: name,
-            desired,
-        })
-        .await?;
+    let outcome = state.handle.scale(name, desired).await?;
     Ok(match outcome {
-        Outcome::Scaling {
+        ScaleOutcome::Scaling {
             process,
             current,
             previous,
@@ -395,7 +391,7 @@ async fn scale_process(
             }),
         )
             .into_response(),
-        Outcome::Unchanged {
+        ScaleOutcome::Unchanged {
             process,
             current,
             desired,
@@ -410,26 +406,20 @@ async fn scale_process(
             }),
         )
             .into_response(),
-        other => action_answer(other)?,
     })
 }
 
-fn action_answer(outcome: Outcome) -> Result<Response, ApiError> {
-    match outcome {
-        Outcome::Done { process, message } => Ok((
-            StatusCode::ACCEPTED,
-            Json(ActionResponse { message, process }),
-        )
-            .into_response()),
-        other => Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected answer: {other:?}"),
-        )),
-    }
-}
-
-async fn action(state: &ApiState, cmd: Command) -> Result<Response, ApiError> {
-    action_answer(state.handle.command(cmd).await?)
+/// Starts, stops or restarts; answers once the request was applied.
+async fn action(state: &ApiState, name: String, action: Action) -> Result<Response, ApiError> {
+    let done = state.handle.act(name, action).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ActionResponse {
+            message: done.action.initiated().to_string(),
+            process: done.process,
+        }),
+    )
+        .into_response())
 }
 
 /// Re-reads the config file; a bad file changes nothing.
@@ -469,7 +459,7 @@ async fn start_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    action(&state, Command::Start { name }).await
+    action(&state, name, Action::Start).await
 }
 
 /// Stops a process's instances, or one instance; they stay stopped.
@@ -480,7 +470,7 @@ async fn stop_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    action(&state, Command::Stop { name }).await
+    action(&state, name, Action::Stop).await
 }
 
 /// Restarts a process (rolling when it has several instances) or one instance.
@@ -491,7 +481,7 @@ async fn restart_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    action(&state, Command::Restart { name }).await
+    action(&state, name, Action::Restart).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,7 +88,7 @@ pub fn render(
         current
             .get_or_create(&pl)
             .set(i64::try_from(running).unwrap_or(i64::MAX));
-        for (dir, n) in [("up", p.scale_events.0), ("down", p.scale_events.1)] {
+        for (dir, n) in [("up", p.scale_events.up), ("down", p.scale_events.down)] {
             scale_events
                 .get_or_create(&ScaleLabels {
                     name: name.clone(),
@@ -104,11 +104,7 @@ pub fn render(
             let is_up = i.state == InstanceState::Running && i.pid.is_some();
             up.get_or_create(&il).set(i64::from(is_up));
             for reason in RestartReason::ALL {
-                let n = i
-                    .restarts_by_reason
-                    .get(reason as usize)
-                    .copied()
-                    .unwrap_or(0);
+                let n = i.restarts.get(reason);
                 restarts
                     .get_or_create(&RestartLabels {
                         name: name.clone(),

@@ -1,0 +1,232 @@
+//! The seam between the supervisor's decisions and the operating system.
+//!
+//! Everything the supervisor does to the world goes through [`Effects`]:
+//! starting children, signalling them, reading their output, arming
+//! timers, starting probes, and reading the clock. [`OsEffects`] is the real
+//! thing (the spawner threads, the child registry, the log hub, tokio
+//! timers); the recording fake in `effects/fake.rs` lets the supervisor's
+//! state machine be tested in-process with paused time, without a single
+//! real child and without the real reaper.
+//!
+//! Invariants:
+//! - Results of effects never come back as return values that could be
+//!   reordered with other events: a spawn's result, a timer and a probe
+//!   result each come back as a message on the supervisor's channel.
+//! - Signals go only through the registry, which refuses pids that were
+//!   already reaped (see `registry.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use phpeek_config::HealthCheck;
+use tokio::sync::mpsc;
+
+use crate::health::{start_probing, ProbeKit, Target as ProbeTarget};
+use crate::logs::{LogHub, LogRing, Stream};
+use crate::registry::ChildRegistry;
+use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
+use crate::supervisor::{InstanceRef, Msg, ProbeReport, SpawnReport, Timer};
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+/// A running probe task; dropping the handle ends the task.
+pub(crate) struct ProbeHandle(Option<tokio::task::AbortHandle>);
+
+impl ProbeHandle {
+    /// A handle that owns no task (for the fake).
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        ProbeHandle(None)
+    }
+}
+
+impl Drop for ProbeHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A probe to start for one run of an instance.
+pub(crate) struct ProbeStart {
+    pub at: InstanceRef,
+    /// The run's `spawn_gen`, carried back with every result.
+    pub gen: u64,
+    pub check: HealthCheck,
+    pub target: ProbeTarget,
+}
+
+/// What the supervisor does to the world.
+pub(crate) trait Effects {
+    /// The monotonic clock, for deadlines and run lengths.
+    fn now(&self) -> Instant;
+    /// The wall clock, for start times shown to users.
+    fn wall_clock(&self) -> SystemTime;
+    /// Starts a child; the result comes back as `Msg::Spawned` for `at` and
+    /// `gen`, always after any exit of that child could be reported.
+    fn spawn(&mut self, at: InstanceRef, gen: u64, spec: SpawnSpec);
+    /// Starts reading a new child's stdout and stderr into the log hub.
+    fn attach_logs(
+        &mut self,
+        child: &mut Spawned,
+        process: &Arc<str>,
+        instance: &Arc<str>,
+        ring: &Arc<LogRing>,
+    );
+    /// Signals a process group; false when it was not delivered.
+    fn signal_group(&mut self, pgid: i32, sig: Signal) -> bool;
+    /// Signals one process; false when it was not delivered.
+    fn signal_pid(&mut self, pid: i32, sig: Signal) -> bool;
+    /// Signals what is left of a group whose leader was reaped.
+    fn signal_leftovers(&mut self, pgid: i32, sig: Signal);
+    /// The supervisor handled the exit of `pid`: the registry may forget it.
+    fn forget_pid(&mut self, pid: i32);
+    /// Delivers `timer` as a message after `after`.
+    fn start_timer(&mut self, timer: Timer, after: Duration);
+    /// Starts probing one run; results come back as `Msg::Probe`.
+    fn start_probe(&mut self, probe: ProbeStart) -> ProbeHandle;
+    /// Drops the probe metric series of a process that left the config.
+    fn forget_probe_metrics(&mut self, process: &str, kind: &'static str);
+    /// Waits (bounded) for output readers to drain before the manager exits.
+    fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// The real effects.
+pub(crate) struct OsEffects {
+    tx: mpsc::UnboundedSender<Msg>,
+    registry: Arc<ChildRegistry>,
+    spawner: Spawner,
+    logs: LogHub,
+    log_tasks: Vec<tokio::task::JoinHandle<()>>,
+    kit: ProbeKit,
+}
+
+impl OsEffects {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Msg>, kit: ProbeKit, logs: LogHub) -> Self {
+        OsEffects {
+            tx,
+            registry: Arc::clone(&kit.registry),
+            spawner: kit.spawner.clone(),
+            logs,
+            log_tasks: Vec::new(),
+            kit,
+        }
+    }
+}
+
+impl Effects for OsEffects {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn spawn(&mut self, at: InstanceRef, gen: u64, spec: SpawnSpec) {
+        let tx = self.tx.clone();
+        let job = SpawnJob {
+            spec,
+            done: Box::new(move |result| {
+                let _ = tx.send(Msg::Spawned(SpawnReport { at, gen, result }));
+            }),
+        };
+        if let Err(job) = self.spawner.submit(job) {
+            (job.done)(Err(std::io::Error::other("spawner threads are gone")));
+        }
+    }
+
+    fn attach_logs(
+        &mut self,
+        child: &mut Spawned,
+        process: &Arc<str>,
+        instance: &Arc<str>,
+        ring: &Arc<LogRing>,
+    ) {
+        for (fd, stream) in [
+            (child.stdout.take(), Stream::Stdout),
+            (child.stderr.take(), Stream::Stderr),
+        ] {
+            let Some(fd) = fd else { continue };
+            match self.logs.attach(
+                fd,
+                stream,
+                Arc::clone(process),
+                Arc::clone(instance),
+                Arc::clone(ring),
+            ) {
+                Ok(task) => self.log_tasks.push(task),
+                Err(e) => tracing::warn!("cannot read {} of {instance}: {e}", stream.as_str()),
+            }
+        }
+        self.log_tasks.retain(|t| !t.is_finished());
+    }
+
+    fn signal_group(&mut self, pgid: i32, sig: Signal) -> bool {
+        match self.registry.signal_group(pgid, sig) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(pid = pgid, "{sig} not delivered: {e}");
+                false
+            }
+        }
+    }
+
+    fn signal_pid(&mut self, pid: i32, sig: Signal) -> bool {
+        self.registry.signal_pid(pid, sig).is_ok()
+    }
+
+    fn signal_leftovers(&mut self, pgid: i32, sig: Signal) {
+        let _ = self.registry.signal_leftovers(pgid, sig);
+    }
+
+    fn forget_pid(&mut self, pid: i32) {
+        self.registry.forget(pid);
+    }
+
+    fn start_timer(&mut self, timer: Timer, after: Duration) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(Msg::Timer(timer));
+        });
+    }
+
+    fn start_probe(&mut self, probe: ProbeStart) -> ProbeHandle {
+        let tx = self.tx.clone();
+        let ProbeStart {
+            at,
+            gen,
+            check,
+            target,
+        } = probe;
+        let process = Arc::clone(&at.process);
+        let task = start_probing(self.kit.clone(), &check, target, process, move |result| {
+            tx.send(Msg::Probe(ProbeReport {
+                at: at.clone(),
+                gen,
+                result,
+            }))
+            .is_ok()
+        });
+        ProbeHandle(Some(task))
+    }
+
+    fn forget_probe_metrics(&mut self, process: &str, kind: &'static str) {
+        self.kit.metrics.forget_process(process, kind);
+    }
+
+    async fn finish(&mut self) {
+        let tasks = std::mem::take(&mut self.log_tasks);
+        let drain = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        // A grandchild that escaped its group may hold a pipe open forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+}

@@ -1,0 +1,279 @@
+//! The one owner of all process state.
+//!
+//! Everything that wants a change (API, CLI, signals, the reaper, spawn
+//! results, timers, probes) arrives as a [`Msg`]. The loop applies messages
+//! one at a time, then reconciles every process towards its desired state
+//! and publishes a [`Snapshot`]. Each message kind has its file:
+//!
+//! | message | file |
+//! | --- | --- |
+//! | scale / start / stop / restart | `commands.rs` |
+//! | reload | `reload.rs` |
+//! | spawn result | `spawning.rs` |
+//! | exit, backoff timer | `restarts.rs` |
+//! | probe result | `probes.rs` |
+//! | signal, stop deadline | `shutdown.rs` |
+//!
+//! and reconciling calls `deps.rs` (gates), `reconcile.rs` (scale plans),
+//! `rollout.rs` (rolling restarts) and `shutdown.rs` (ordered stop, exit
+//! code). Decisions are pure functions in those files; what they decide is
+//! applied through [`Effects`].
+//!
+//! Invariants:
+//! - Only this task mutates state; readers see immutable snapshots.
+//! - Replies to requests are sent once the change was applied.
+//! - After every batch of messages, reconcile runs before the snapshot is
+//!   published, so a snapshot never shows a desired scale without the
+//!   instances reconciling has created for it.
+
+mod commands;
+mod deps;
+mod messages;
+mod model;
+mod probes;
+mod reload;
+mod restarts;
+mod rollout;
+mod shutdown;
+mod spawning;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phpeek_config::Config;
+use tokio::sync::{mpsc, watch};
+
+use crate::backoff::Backoff;
+use crate::effects::Effects;
+use crate::snapshot::{ProcessSnap, Snapshot};
+
+pub use messages::{Action, ActionDone, CommandError, ReloadSummary, ScaleOutcome, SignalEvent};
+pub(crate) use messages::{InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer};
+use model::{DepGate, Process};
+
+/// Messages handled per batch before reconciling and publishing.
+const BATCH: usize = 4096;
+
+/// Environment variables never passed on to children (secrets of ours).
+const PRIVATE_VARS: [&str; 2] = ["PHPEEK_PM_GLOBAL_API_AUTH", "PHPEEK_PM_API_TOKEN"];
+
+pub(crate) struct Supervisor<E: Effects> {
+    config: Config,
+    processes: BTreeMap<Arc<str>, Process>,
+    /// Live leaders, by pid.
+    pids: HashMap<i32, InstanceRef>,
+    /// Children whose spawn was no longer wanted; their exit is ignored.
+    strays: HashSet<i32>,
+    fx: E,
+    base_env: Vec<(OsString, OsString)>,
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    backoff: Backoff,
+    shutting_down: bool,
+    forced_kills: u64,
+    orphans_reaped: u64,
+    ever_started: bool,
+}
+
+fn backoff_of(config: &Config) -> Backoff {
+    Backoff {
+        initial: config.global.restart_backoff_initial,
+        max: config.global.restart_backoff_max,
+    }
+}
+
+impl<E: Effects> Supervisor<E> {
+    pub(crate) fn new(config: Config, fx: E, snapshot: watch::Sender<Arc<Snapshot>>) -> Self {
+        let now = fx.now();
+        let processes = config
+            .processes
+            .iter()
+            .map(|(name, cfg)| {
+                let name: Arc<str> = Arc::from(name.as_str());
+                (Arc::clone(&name), Process::new(name, cfg.clone(), now))
+            })
+            .collect();
+        let base_env = std::env::vars_os()
+            .filter(|(k, _)| !PRIVATE_VARS.iter().any(|p| k == p))
+            .collect();
+        Supervisor {
+            backoff: backoff_of(&config),
+            config,
+            processes,
+            pids: HashMap::new(),
+            strays: HashSet::new(),
+            fx,
+            base_env,
+            snapshot,
+            shutting_down: false,
+            forced_kills: 0,
+            orphans_reaped: 0,
+            ever_started: false,
+        }
+    }
+
+    /// Runs until every process has ended (by itself or by shutdown).
+    /// Returns the manager's exit code.
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> i32 {
+        self.settle();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Some(code) = self.exit_code() {
+                self.fx.finish().await;
+                return code;
+            }
+            // The tick only matters while a dependency gate has a deadline.
+            let waiting = self.any_gate_waiting();
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                _ = tick.tick(), if waiting => Some(Msg::Tick),
+            };
+            let Some(msg) = msg else {
+                self.fx.finish().await;
+                return 1;
+            };
+            self.handle(msg);
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(m) => self.handle(m),
+                    Err(_) => break,
+                }
+            }
+            self.settle();
+        }
+    }
+
+    /// Hands one message to the file that owns it.
+    pub(crate) fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Request(req) => self.apply_request(req),
+            Msg::Spawned(report) => self.on_spawned(report),
+            Msg::Exited { pid, status } => self.on_exit(pid, status),
+            Msg::Timer(timer) => self.on_timer(timer),
+            Msg::Signal(sig) => self.on_signal(sig),
+            Msg::Probe(report) => self.on_probe(report),
+            Msg::Tick => {}
+        }
+    }
+
+    /// Reconciles every process, then publishes the result.
+    pub(crate) fn settle(&mut self) {
+        self.reconcile();
+        self.publish();
+    }
+
+    fn reconcile(&mut self) {
+        if self.shutting_down {
+            self.reconcile_shutdown();
+            return;
+        }
+        let names: Vec<Arc<str>> = self.processes.keys().cloned().collect();
+        for name in names {
+            self.update_gate(&name);
+            self.reconcile_scale(&name);
+        }
+        self.drop_removed_processes();
+    }
+
+    /// Starts the missing instance numbers and stops the extra ones.
+    fn reconcile_scale(&mut self, name: &str) {
+        let Some(p) = self.processes.get_mut(name) else {
+            return;
+        };
+        let target = p.target();
+        if target > 0 && p.gate != DepGate::Open {
+            return;
+        }
+        let plan = crate::reconcile::plan_scale(
+            p.instances
+                .iter()
+                .map(|(n, i)| (*n, i.intent == model::Intent::Remove)),
+            target,
+        );
+        for n in &plan.start {
+            p.instances.insert(*n, model::Instance::new(&p.name, *n));
+        }
+        for n in &plan.remove {
+            if let Some(inst) = p.instances.get_mut(n) {
+                inst.intent = model::Intent::Remove;
+                inst.respawn_after_exit = None;
+            }
+        }
+        for n in plan.start {
+            self.spawn_instance(name, n);
+        }
+        for n in plan.remove {
+            self.stop_instance(name, n);
+        }
+    }
+
+    /// Processes a reload removed leave once their last instance is gone.
+    fn drop_removed_processes(&mut self) {
+        let gone: Vec<Arc<str>> = self
+            .processes
+            .iter()
+            .filter(|(_, p)| p.removed && p.instances.is_empty())
+            .map(|(n, _)| Arc::clone(n))
+            .collect();
+        for name in gone {
+            if let Some(p) = self.processes.remove(&name) {
+                if let Some(check) = &p.cfg.health_check {
+                    self.fx.forget_probe_metrics(&name, check.kind.type_name());
+                }
+                tracing::info!(process = %name, "`{name}` removed");
+            }
+        }
+    }
+
+    fn any_gate_waiting(&self) -> bool {
+        self.processes
+            .values()
+            .any(|p| matches!(p.gate, DepGate::Waiting { .. }))
+    }
+
+    pub(crate) fn publish(&self) {
+        let processes = self.processes.values().map(process_snap).collect();
+        let snap = Snapshot {
+            processes,
+            shutting_down: self.shutting_down,
+            orphans_reaped: self.orphans_reaped,
+        };
+        self.snapshot.send_replace(Arc::new(snap));
+    }
+
+    fn instance_mut(&mut self, pname: &str, n: u32) -> Option<&mut model::Instance> {
+        self.processes.get_mut(pname)?.instances.get_mut(&n)
+    }
+}
+
+fn process_snap(p: &Process) -> ProcessSnap {
+    let instances: Vec<_> = p.instances.values().map(model::Instance::snap).collect();
+    let gate = match &p.gate {
+        DepGate::Waiting { .. } => crate::snapshot::GateView::Waiting,
+        DepGate::Open => crate::snapshot::GateView::Open,
+        DepGate::Failed(why) => crate::snapshot::GateView::Failed(why),
+    };
+    let (state, reason) = crate::snapshot::process_state(&crate::snapshot::ProcessView {
+        enabled: p.cfg.enabled,
+        gate,
+        depends_on: &p.cfg.depends_on,
+        desired: p.desired,
+        instances: &instances,
+    });
+    ProcessSnap {
+        name: Arc::clone(&p.name),
+        desired: p.desired,
+        enabled: p.cfg.enabled,
+        restart: p.cfg.restart,
+        state,
+        reason,
+        rollout: p.rollout.as_ref().map(rollout::RolloutState::public),
+        health_type: p.cfg.health_check.as_ref().map(|h| h.kind.type_name()),
+        scale_events: p.scale_events,
+        instances,
+    }
+}

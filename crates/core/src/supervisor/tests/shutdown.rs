@@ -1,0 +1,144 @@
+//! Ordered shutdown, second signal, exit codes, forwarding.
+
+use super::*;
+
+const STACK: &str = "
+global:
+  shutdown_timeout: 5s
+processes:
+  db:
+    command: [\"db\"]
+  app:
+    command: [\"app\"]
+    depends_on: [db]
+  web:
+    command: [\"web\"]
+    depends_on: [app]
+";
+
+#[tokio::test(start_paused = true)]
+async fn dependents_stop_before_what_they_depend_on() {
+    let mut rig = Rig::started(STACK);
+    let pid = |rig: &Rig, n: &str| rig.pid(n).unwrap();
+    let (db, app, web) = (pid(&rig, "db-1"), pid(&rig, "app-1"), pid(&rig, "web-1"));
+    rig.terminate();
+    assert_eq!(rig.fx().signals_to(web), [Signal::SIGTERM]);
+    assert!(rig.fx().signals_to(app).is_empty() && rig.fx().signals_to(db).is_empty());
+    rig.reap(
+        web,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+        },
+    );
+    assert_eq!(rig.fx().signals_to(app), [Signal::SIGTERM]);
+    assert!(rig.fx().signals_to(db).is_empty());
+    rig.reap(
+        app,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+        },
+    );
+    assert_eq!(rig.fx().signals_to(db), [Signal::SIGTERM]);
+    assert_eq!(rig.exit_code(), None);
+    rig.reap(
+        db,
+        ExitStatus {
+            code: Some(0),
+            signal: None,
+        },
+    );
+    assert_eq!(rig.exit_code(), Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_that_had_to_kill_exits_one() {
+    let mut rig = Rig::started(&STACK.replace("depends_on: [app]", "depends_on: []"));
+    rig.terminate();
+    let web = rig.pid("web-1").unwrap();
+    rig.advance(secs(5)).await;
+    assert_eq!(rig.fx().signals_to(web), [Signal::SIGTERM, Signal::SIGKILL]);
+    rig.converge();
+    assert_eq!(rig.exit_code(), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_signal_kills_everything_at_once() {
+    let mut rig = Rig::started(STACK);
+    let db = rig.pid("db-1").unwrap();
+    rig.terminate();
+    rig.signal(SignalEvent::Terminate(libc::SIGINT));
+    assert_eq!(rig.fx().signals_to(db), [Signal::SIGKILL]);
+    rig.converge();
+    assert_eq!(rig.exit_code(), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_during_shutdown_are_refused() {
+    let mut rig = Rig::started(STACK);
+    rig.terminate();
+    assert!(matches!(
+        rig.scale("web", 2),
+        Err(CommandError::Conflict(_))
+    ));
+    assert!(matches!(
+        rig.act("web", Action::Restart),
+        Err(CommandError::Conflict(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_during_shutdown_is_not_restarted() {
+    let mut rig = Rig::started(STACK);
+    rig.terminate();
+    rig.exit("db-1", 1);
+    assert_eq!(rig.state("db-1"), InstanceState::Stopped);
+    rig.advance(secs(10)).await;
+    assert!(rig.fx().spawns.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_manager_exits_when_everything_ended_on_its_own() {
+    let yaml = "
+processes:
+  a:
+    command: [\"a\"]
+    restart: never
+  b:
+    command: [\"b\"]
+    restart: never
+";
+    let mut rig = Rig::started(yaml);
+    rig.exit("a-1", 0);
+    assert_eq!(rig.exit_code(), None);
+    rig.exit("b-1", 0);
+    assert_eq!(rig.exit_code(), Some(0));
+    let mut rig = Rig::started(yaml);
+    rig.exit("a-1", 0);
+    rig.exit("b-1", 4);
+    assert_eq!(rig.exit_code(), Some(1), "one failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_scaled_to_zero_does_not_end_the_manager() {
+    let mut rig = Rig::started("processes:\n  a:\n    command: [\"a\"]\n");
+    rig.scale("a", 0).unwrap();
+    rig.converge();
+    assert!(rig.names("a").is_empty());
+    assert_eq!(rig.exit_code(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn usr1_is_forwarded_to_every_leader() {
+    let mut rig = Rig::started(STACK);
+    let pids: Vec<i32> = ["db-1", "app-1", "web-1"]
+        .iter()
+        .map(|n| rig.pid(n).unwrap())
+        .collect();
+    rig.signal(SignalEvent::Forward(libc::SIGUSR1));
+    for pid in pids {
+        assert_eq!(rig.fx().signals_to(pid), [Signal::SIGUSR1]);
+    }
+    assert_eq!(rig.running("db").len(), 1);
+}

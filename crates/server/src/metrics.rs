@@ -1,6 +1,9 @@
 //! Prometheus metrics (SPEC §6), built fresh from the latest snapshot at
 //! every scrape: series of instances that were scaled away simply are not
-//! there any more, and no metric state lives outside the supervisor.
+//! there any more. The one exception is the probe histograms and counters
+//! (`phpeek_core::health::HealthMetrics`), which must accumulate across
+//! scrapes; the supervisor drops a process's probe series when a reload
+//! removes the process.
 
 use std::sync::atomic::AtomicU64;
 
@@ -18,6 +21,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+/// Per-instance labels as SPEC §6 names them: `name` is the process
+/// (`queue-default`), `process` the instance (`queue-default-2`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     name: String,

@@ -5,8 +5,13 @@
 //! formatted batches to one writer thread. The writer owns the manager's
 //! stdout and stderr through std's locks, which the manager's own tracing
 //! output also takes, so lines from different sources never interleave.
-//! The channel is bounded: when the manager's output is slow the readers
-//! wait, the pipes fill and the children block. Nothing is dropped.
+//!
+//! Invariant: the bytes read from children and not yet written are bounded
+//! by the hub's budget (`global.log_buffer`), across every instance and
+//! both streams. A reader takes budget for a batch before handing it on and
+//! the writer gives it back once the batch was written; a reader that
+//! finds the budget spent waits before it reads again, so the pipes fill
+//! and the children block. Nothing is dropped, cut or reordered.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -15,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use phpeek_config::LogFormat;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// Longest line passed on in one piece.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -85,14 +90,22 @@ impl LogRing {
 struct Batch {
     stream: Stream,
     bytes: Vec<u8>,
+    /// Budget held by this batch, returned once it was written.
+    held: u32,
 }
 
 /// Entry point for child output; cheap to clone.
 #[derive(Clone)]
 pub struct LogHub {
-    tx: mpsc::Sender<Batch>,
+    tx: mpsc::UnboundedSender<Batch>,
     format: LogFormat,
+    budget: Arc<Semaphore>,
+    /// The whole budget in bytes (a batch never holds more).
+    budget_bytes: u32,
 }
+
+/// Default of `global.log_buffer`.
+pub const DEFAULT_LOG_BUFFER: usize = 8 << 20;
 
 /// Formats a timestamp as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_millis(ts: SystemTime) -> String {
@@ -103,17 +116,29 @@ pub fn rfc3339_millis(ts: SystemTime) -> String {
 impl LogHub {
     /// Starts the writer thread. Returns the hub and a handle that finishes
     /// once every hub clone is dropped and all output was written.
-    pub fn start(format: LogFormat) -> std::io::Result<(LogHub, std::thread::JoinHandle<()>)> {
-        let (tx, mut rx) = mpsc::channel::<Batch>(1024);
+    /// `budget` bounds the bytes waiting to be written (at least one
+    /// formatted line's worth is always allowed).
+    pub fn start(
+        format: LogFormat,
+        budget: usize,
+    ) -> std::io::Result<(LogHub, std::thread::JoinHandle<()>)> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
+        let budget_bytes = u32::try_from(budget.max(1)).unwrap_or(u32::MAX);
+        let sem = Arc::new(Semaphore::new(budget_bytes as usize));
+        let writer_sem = Arc::clone(&sem);
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
                 while let Some(first) = rx.blocking_recv() {
                     let mut out = Vec::with_capacity(first.bytes.len());
                     let mut err = Vec::new();
-                    let add = |b: Batch, out: &mut Vec<u8>, err: &mut Vec<u8>| match b.stream {
-                        Stream::Stdout => out.extend_from_slice(&b.bytes),
-                        Stream::Stderr => err.extend_from_slice(&b.bytes),
+                    let mut held = 0usize;
+                    let mut add = |b: Batch, out: &mut Vec<u8>, err: &mut Vec<u8>| {
+                        held += b.held as usize;
+                        match b.stream {
+                            Stream::Stdout => out.extend_from_slice(&b.bytes),
+                            Stream::Stderr => err.extend_from_slice(&b.bytes),
+                        }
                     };
                     add(first, &mut out, &mut err);
                     while out.len() + err.len() < (1 << 20) {
@@ -131,9 +156,42 @@ impl LogHub {
                     if !err.is_empty() {
                         let _ = std::io::stderr().lock().write_all(&err);
                     }
+                    drop((out, err));
+                    writer_sem.add_permits(held);
                 }
             })?;
-        Ok((LogHub { tx, format }, handle))
+        Ok((
+            LogHub {
+                tx,
+                format,
+                budget: sem,
+                budget_bytes,
+            },
+            handle,
+        ))
+    }
+
+    /// Hands a formatted batch to the writer once the budget allows it;
+    /// false when the writer is gone.
+    async fn send(&self, stream: Stream, bytes: Vec<u8>) -> bool {
+        let want = u32::try_from(bytes.len())
+            .unwrap_or(u32::MAX)
+            .min(self.budget_bytes);
+        match self.budget.acquire_many(want).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return false,
+        }
+        if self.tx.send(Batch {
+            stream,
+            bytes,
+            held: want,
+        })
+        .is_err()
+        {
+            self.budget.add_permits(want as usize);
+            return false;
+        }
+        true
     }
 
     /// Starts a reader task for one pipe. The task ends at end of file, after
@@ -182,8 +240,7 @@ impl LogHub {
                         if !lines.is_empty() {
                             ring.push_many(lines);
                         }
-                        if !bytes.is_empty() && hub.tx.send(Batch { stream, bytes }).await.is_err()
-                        {
+                        if !bytes.is_empty() && !hub.send(stream, bytes).await {
                             break;
                         }
                     }
@@ -194,7 +251,7 @@ impl LogHub {
                 ring.push_many(lines);
             }
             if !bytes.is_empty() {
-                let _ = hub.tx.send(Batch { stream, bytes }).await;
+                let _ = hub.send(stream, bytes).await;
             }
         }))
     }
@@ -347,11 +404,13 @@ mod tests {
     use super::*;
 
     fn framer_text() -> (LogHub, String, String) {
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = mpsc::unbounded_channel();
         (
             LogHub {
                 tx,
                 format: LogFormat::Text,
+                budget: Arc::new(Semaphore::new(1)),
+                budget_bytes: 1,
             },
             "w".to_string(),
             "w-1".to_string(),

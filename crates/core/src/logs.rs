@@ -181,12 +181,14 @@ impl LogHub {
             Ok(permit) => permit.forget(),
             Err(_) => return false,
         }
-        if self.tx.send(Batch {
-            stream,
-            bytes,
-            held: want,
-        })
-        .is_err()
+        if self
+            .tx
+            .send(Batch {
+                stream,
+                bytes,
+                held: want,
+            })
+            .is_err()
         {
             self.budget.add_permits(want as usize);
             return false;

@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
     ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
-    LogsResponse, ProcessInfo, ReadyResponse, ReloadResponse, ScaleRequest, ScaleResponse,
+    LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, ScaleRequest,
+    ScaleResponse,
 };
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -86,6 +87,7 @@ fn not_found(name: &str) -> ApiError {
         ReadyResponse,
         InstanceInfo,
         ProcessInfo,
+        ProcessOrInstance,
         ScaleRequest,
         ScaleResponse,
         ActionResponse,
@@ -286,13 +288,17 @@ async fn list_processes(
 /// A process (with its instances) or a single instance.
 #[utoipa::path(get, path = "/api/v1/processes/{name}",
     params(("name" = String, Path, description = "process or instance name")),
-    responses((status = 200, body = ProcessInfo), (status = 404, body = ErrorResponse)))]
+    responses((status = 200, body = ProcessOrInstance), (status = 404, body = ErrorResponse)))]
 async fn get_process(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     let snap = state.handle.snapshot();
     let now = SystemTime::now();
     match snap.resolve(&name) {
-        Some(Target::Process(p)) => Json(p.to_info(now)).into_response(),
-        Some(Target::Instance(p, i)) => Json(i.to_info(&p.name, now)).into_response(),
+        Some(Target::Process(p)) => {
+            Json(ProcessOrInstance::Process(p.to_info(now))).into_response()
+        }
+        Some(Target::Instance(p, i)) => {
+            Json(ProcessOrInstance::Instance(i.to_info(&p.name, now))).into_response()
+        }
         None => not_found(&name).into_response(),
     }
 }

@@ -223,3 +223,12 @@ pub struct ErrorResponse {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
 }
+
+/// `GET /api/v1/processes/{name}`: a process when the name is a process,
+/// an instance when it is an instance (`web-2`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProcessOrInstance {
+    Process(ProcessInfo),
+    Instance(InstanceInfo),
+}

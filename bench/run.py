@@ -361,6 +361,33 @@ def bench_api(binary, n=100, seconds=10, conns=16):
     return res
 
 
+def bench_storm(binary, rounds=5, requests=2000, settle=37, seed=7):
+    """RSS at `settle` instances on a fresh manager, then after each round of
+    `requests` random scale requests between 0 and 200 (issue: memory must
+    come back after load). Returns (fresh KiB, [KiB after each round])."""
+    import random
+
+    rnd = random.Random(seed)
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {settle}\n").start()
+    try:
+        m.wait_api()
+        wait_until(lambda: m.running("w") == settle, step=POLL)
+        time.sleep(1)
+        fresh = rss_kib(m.proc.pid)
+        after = []
+        for _ in range(rounds):
+            for _ in range(requests):
+                m.post("/api/v1/processes/w/scale", {"desired": rnd.randint(0, 200)})
+            m.post("/api/v1/processes/w/scale", {"desired": settle})
+            wait_until(lambda: m.running("w") == settle and m.total("w") == settle, step=POLL)
+            wait_until(lambda: len(live_children_of(m.proc.pid)) == settle, step=POLL)
+            time.sleep(1)
+            after.append(rss_kib(m.proc.pid))
+        return fresh, after
+    finally:
+        m.stop()
+
+
 def machine():
     cpu = ""
     try:
@@ -455,6 +482,10 @@ def main():
             rows.append(("GET /api/v1/processes, 100 instances (wrk -t2 -c16)", f"{r[0]:.0f} req/s, p99 {r[1]:.2f} ms", f"GET /api/v1/health, same server: {r[2]:.0f} req/s, p99 {r[3]:.2f} ms"))
         else:
             rows.append(("GET /api/v1/processes, 100 instances", "wrk not installed", ""))
+    if want("storm"):
+        fresh, after = bench_storm(a.bin)
+        rounds = ", ".join(f"{k / 1024:.1f}" for k in after)
+        rows.append(("RSS at 37 instances after rounds of 2000 random scale requests 0–200 (MiB, per round)", rounds, f"same manager fresh at 37: {fresh / 1024:.1f} MiB"))
     print("| what | phpeek-pm | baseline (same run) |\n| --- | --- | --- |")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")

@@ -27,6 +27,7 @@ use crate::logs::{LogHub, LogRing, Stream};
 use crate::registry::ChildRegistry;
 use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
 use crate::supervisor::{InstanceRef, Msg, ProbeReport, SpawnReport, Timer};
+use crate::timers::Timers;
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -84,12 +85,17 @@ pub(crate) trait Effects {
     fn signal_leftovers(&mut self, pgid: i32, sig: Signal);
     /// The supervisor handled the exit of `pid`: the registry may forget it.
     fn forget_pid(&mut self, pid: i32);
-    /// Delivers `timer` as a message after `after`.
+    /// Delivers `timer` as a message after `after`, replacing a pending
+    /// timer of the same instance and kind.
     fn start_timer(&mut self, timer: Timer, after: Duration);
+    /// Drops the pending timers of an instance (its leader exited).
+    fn cancel_timers(&mut self, at: &InstanceRef);
     /// Starts probing one run; results come back as `Msg::Probe`.
     fn start_probe(&mut self, probe: ProbeStart) -> ProbeHandle;
     /// Drops the probe metric series of a process that left the config.
     fn forget_probe_metrics(&mut self, process: &str, kind: &'static str);
+    /// Gives memory the allocator holds but no longer uses back to the OS.
+    fn release_memory(&mut self);
     /// Waits (bounded) for output readers to drain before the manager exits.
     fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send;
 }
@@ -102,11 +108,13 @@ pub(crate) struct OsEffects {
     logs: LogHub,
     log_tasks: Vec<tokio::task::JoinHandle<()>>,
     kit: ProbeKit,
+    timers: Timers,
 }
 
 impl OsEffects {
     pub(crate) fn new(tx: mpsc::UnboundedSender<Msg>, kit: ProbeKit, logs: LogHub) -> Self {
         OsEffects {
+            timers: Timers::start(tx.clone()),
             tx,
             registry: Arc::clone(&kit.registry),
             spawner: kit.spawner.clone(),
@@ -188,11 +196,11 @@ impl Effects for OsEffects {
     }
 
     fn start_timer(&mut self, timer: Timer, after: Duration) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let _ = tx.send(Msg::Timer(timer));
-        });
+        self.timers.arm(timer, after);
+    }
+
+    fn cancel_timers(&mut self, at: &InstanceRef) {
+        self.timers.cancel(at.clone());
     }
 
     fn start_probe(&mut self, probe: ProbeStart) -> ProbeHandle {
@@ -217,6 +225,17 @@ impl Effects for OsEffects {
 
     fn forget_probe_metrics(&mut self, process: &str, kind: &'static str) {
         self.kit.metrics.forget_process(process, kind);
+    }
+
+    fn release_memory(&mut self) {
+        self.log_tasks.retain(|t| !t.is_finished());
+        self.log_tasks.shrink_to_fit();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+        // takes no pointers and is safe to call from any thread.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     async fn finish(&mut self) {

@@ -47,6 +47,7 @@ mod signals;
 pub mod snapshot;
 pub mod spawn;
 pub mod supervisor;
+mod timers;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -132,7 +132,13 @@ impl Effects for FakeEffects {
 
     fn start_timer(&mut self, timer: Timer, after: Duration) {
         let due = self.now() + after;
+        self.timers
+            .retain(|t| !(t.timer.at == timer.at && t.timer.kind == timer.kind));
         self.timers.push(ArmedTimer { due, timer });
+    }
+
+    fn cancel_timers(&mut self, at: &InstanceRef) {
+        self.timers.retain(|t| t.timer.at != *at);
     }
 
     fn start_probe(&mut self, probe: ProbeStart) -> ProbeHandle {
@@ -144,6 +150,8 @@ impl Effects for FakeEffects {
     }
 
     fn forget_probe_metrics(&mut self, _: &str, _: &'static str) {}
+
+    fn release_memory(&mut self) {}
 
     async fn finish(&mut self) {}
 }

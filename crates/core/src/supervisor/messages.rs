@@ -144,7 +144,7 @@ pub(crate) struct InstanceRef {
     pub number: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum TimerKind {
     /// The backoff delay before a restart is over.
     BackoffDone,

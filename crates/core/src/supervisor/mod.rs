@@ -52,11 +52,15 @@ use crate::effects::Effects;
 use crate::snapshot::{ProcessSnap, Snapshot};
 
 pub use messages::{Action, ActionDone, CommandError, ReloadSummary, ScaleOutcome, SignalEvent};
-pub(crate) use messages::{InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer};
+pub(crate) use messages::{
+    InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer, TimerKind,
+};
 use model::{DepGate, Process};
 
 /// Messages handled per batch before reconciling and publishing.
 const BATCH: usize = 4096;
+/// Exits after which a quiet second gives freed memory back to the OS.
+const TRIM_AFTER_EXITS: u32 = 64;
 
 /// Environment variables never passed on to children (secrets of ours).
 const PRIVATE_VARS: [&str; 2] = ["PHPEEK_PM_GLOBAL_API_AUTH", "PHPEEK_PM_API_TOKEN"];
@@ -76,6 +80,8 @@ pub(crate) struct Supervisor<E: Effects> {
     forced_kills: u64,
     orphans_reaped: u64,
     ever_started: bool,
+    /// Exits since memory was last given back.
+    churn: u32,
 }
 
 fn backoff_of(config: &Config) -> Backoff {
@@ -112,6 +118,7 @@ impl<E: Effects> Supervisor<E> {
             forced_kills: 0,
             orphans_reaped: 0,
             ever_started: false,
+            churn: 0,
         }
     }
 
@@ -128,9 +135,17 @@ impl<E: Effects> Supervisor<E> {
             }
             // The tick only matters while a dependency gate has a deadline.
             let waiting = self.any_gate_waiting();
+            // After a storm of stops, a quiet second hands the allocator's
+            // freed pages back (the high-water mark would stay otherwise).
+            let trim = self.churn >= TRIM_AFTER_EXITS;
             let msg = tokio::select! {
                 m = rx.recv() => m,
                 _ = tick.tick(), if waiting => Some(Msg::Tick),
+                _ = tokio::time::sleep(Duration::from_secs(1)), if trim => {
+                    self.churn = 0;
+                    self.fx.release_memory();
+                    continue;
+                }
             };
             let Some(msg) = msg else {
                 self.fx.finish().await;
@@ -152,7 +167,10 @@ impl<E: Effects> Supervisor<E> {
         match msg {
             Msg::Request(req) => self.apply_request(req),
             Msg::Spawned(report) => self.on_spawned(report),
-            Msg::Exited { pid, status } => self.on_exit(pid, status),
+            Msg::Exited { pid, status } => {
+                self.churn = self.churn.saturating_add(1);
+                self.on_exit(pid, status);
+            }
             Msg::Timer(timer) => self.on_timer(timer),
             Msg::Signal(sig) => self.on_signal(sig),
             Msg::Probe(report) => self.on_probe(report),

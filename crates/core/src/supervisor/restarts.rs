@@ -120,6 +120,8 @@ impl<E: Effects> Supervisor<E> {
         };
         // The instance is its process group: leftovers go with the leader.
         self.fx.signal_leftovers(pid, Signal::SIGKILL);
+        // A stop deadline is moot once the leader is gone.
+        self.fx.cancel_timers(&at);
         let now = self.fx.now();
         let shutting_down = self.shutting_down;
         let (pname, n) = (at.process, at.number);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::reader::{is_null, join, set, shorten, Ctx, Got};
 use super::ProcMeta;
 use crate::substitute::uses_port_without_default;
-use crate::tree::{Node, Style, Value};
+use crate::tree::{Entry, Node, Style, Value};
 use crate::{HealthCheck, HealthCheckKind};
 
 const HC_COMMON: &[&str] = &[
@@ -46,6 +46,45 @@ fn hc_type_of_key(key: &str) -> Option<&'static str> {
     }
 }
 
+/// An error was pushed to [`Ctx::errors`]; nothing more to report.
+struct Reported;
+
+/// The timing keys every check type shares, with their defaults.
+struct Timing {
+    initial_delay: Duration,
+    period: Duration,
+    timeout: Duration,
+    failure_threshold: u32,
+    success_threshold: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            failure_threshold: 3,
+            success_threshold: 1,
+        }
+    }
+}
+
+/// Where a target kind's readers report.
+struct Section<'a> {
+    node: &'a Node,
+    entries: &'a [Entry],
+    path: &'a str,
+}
+
+impl Section<'_> {
+    /// The entries for `key` (more than one after a duplicate key, already
+    /// reported; the last one wins).
+    fn each<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s Entry> + 's {
+        self.entries.iter().filter(move |e| e.key == key)
+    }
+}
+
 pub(super) fn parse_health_check(
     node: &Node,
     path: &str,
@@ -62,12 +101,48 @@ pub(super) fn parse_health_check(
         }
     }
     let entries = ctx.map(node, path)?;
-    let type_entry = entries.iter().find(|e| e.key == "type");
-    let kind = match type_entry {
+    let section = Section {
+        node,
+        entries,
+        path,
+    };
+    let kind = read_type(&section, ctx);
+    let keys = check_keys(&section, kind, ctx);
+    let timing = read_timing(&section, ctx);
+    let target = match kind {
+        Some(HcType::Tcp) => tcp_check(&section, ctx, meta),
+        Some(HcType::Http) => http_check(&section, ctx, meta),
+        Some(HcType::Exec) => exec_check(&section, ctx, meta),
+        None => {
+            // Still report what is wrong with the targets that were given.
+            let _ = read_address(&section, ctx, meta);
+            let _ = read_url(&section, ctx, meta);
+            let _ = read_status(&section, ctx);
+            let _ = read_command(&section, ctx, meta);
+            Err(Reported)
+        }
+    };
+    let (Ok(()), Ok(t), Ok(kind)) = (keys, timing, target) else {
+        return None;
+    };
+    Some(HealthCheck {
+        kind,
+        initial_delay: t.initial_delay,
+        period: t.period,
+        timeout: t.timeout,
+        failure_threshold: t.failure_threshold,
+        success_threshold: t.success_threshold,
+    })
+}
+
+/// `type:`; `None` when missing or unknown (reported).
+fn read_type(s: &Section<'_>, ctx: &mut Ctx<'_>) -> Option<HcType> {
+    let tpath = join(s.path, "type");
+    match s.entries.iter().find(|e| e.key == "type") {
         None => {
             ctx.err(
-                &node.origin,
-                &join(path, "type"),
+                &s.node.origin,
+                &tpath,
                 "missing `type`: expected tcp, http or exec",
             );
             None
@@ -75,7 +150,7 @@ pub(super) fn parse_health_check(
         Some(e) => ctx
             .choice(
                 &e.value,
-                &join(path, "type"),
+                &tpath,
                 &[
                     ("tcp", HcType::Tcp),
                     ("http", HcType::Http),
@@ -83,141 +158,28 @@ pub(super) fn parse_health_check(
                 ],
             )
             .val(),
-    };
-    let mut hc = HealthCheck {
-        kind: HealthCheckKind::Exec {
-            command: Vec::new(),
-        },
-        initial_delay: Duration::ZERO,
-        period: Duration::from_secs(10),
-        timeout: Duration::from_secs(5),
-        failure_threshold: 3,
-        success_threshold: 1,
-    };
-    let mut address = None;
-    let mut url = None;
-    let mut status = None;
-    let mut command = None;
-    let mut ok = true;
-    // Set when address/url/command was given but rejected (already reported).
-    let mut target_reported = false;
-    for e in entries {
-        let kpath = join(path, &e.key);
-        let n = &e.value;
+    }
+}
+
+/// Unknown keys, and keys of another check type than `kind`.
+fn check_keys(s: &Section<'_>, kind: Option<HcType>, ctx: &mut Ctx<'_>) -> Result<(), Reported> {
+    let mut outcome = Ok(());
+    for e in s.entries {
         let key = e.key.as_str();
-        if let (Some(t), Some(owner)) = (kind, hc_type_of_key(key)) {
-            if !hc_keys_of(t).contains(&key) {
+        if HC_COMMON.contains(&key) {
+            continue;
+        }
+        match (kind, hc_type_of_key(key)) {
+            (Some(t), Some(owner)) if !hc_keys_of(t).contains(&key) => {
                 ctx.err(
                     &e.key_origin,
-                    &kpath,
+                    &join(s.path, key),
                     format!("`{key}` is only used by `type: {owner}` checks"),
                 );
-                ok = false;
-                continue;
+                outcome = Err(Reported);
             }
-        }
-        match key {
-            "type" => {}
-            "initial_delay" => set(&mut hc.initial_delay, ctx.duration(n, &kpath)),
-            "period" | "timeout" => match ctx.duration(n, &kpath) {
-                Got::Val(d) if d.is_zero() => {
-                    ctx.err(&n.origin, &kpath, "must be more than 0");
-                    ok = false;
-                }
-                Got::Val(d) if key == "period" => hc.period = d,
-                Got::Val(d) => hc.timeout = d,
-                Got::Bad => ok = false,
-                Got::Null => {}
-            },
-            "failure_threshold" | "success_threshold" => match ctx.u32(n, &kpath, 1_000_000) {
-                Got::Val(0) => {
-                    ctx.err(&n.origin, &kpath, "must be at least 1");
-                    ok = false;
-                }
-                Got::Val(v) if key == "failure_threshold" => hc.failure_threshold = v,
-                Got::Val(v) => hc.success_threshold = v,
-                Got::Bad => ok = false,
-                Got::Null => {}
-            },
-            "address" => match ctx.string(n, &kpath) {
-                Got::Val(a) => {
-                    if valid_address(&a) {
-                        if uses_port_without_default(&a) {
-                            meta.port_users.push((kpath.clone(), n.origin.clone()));
-                        }
-                        address = Some(a);
-                    } else {
-                        ctx.err(
-                            &n.origin,
-                            &kpath,
-                            format!("`{}` is not `host:port`, e.g. 127.0.0.1:${{PHPEEK_PM_INSTANCE_PORT}}", shorten(&a)),
-                        );
-                        ok = false;
-                        target_reported = true;
-                    }
-                }
-                Got::Bad => {
-                    ok = false;
-                    target_reported = true;
-                }
-                Got::Null => {}
-            },
-            "url" => match ctx.string(n, &kpath) {
-                Got::Val(u) => match check_url(&u) {
-                    Ok(()) => {
-                        if uses_port_without_default(&u) {
-                            meta.port_users.push((kpath.clone(), n.origin.clone()));
-                        }
-                        url = Some(u);
-                    }
-                    Err(m) => {
-                        ctx.err(&n.origin, &kpath, m);
-                        ok = false;
-                        target_reported = true;
-                    }
-                },
-                Got::Bad => {
-                    ok = false;
-                    target_reported = true;
-                }
-                Got::Null => {}
-            },
-            "expected_status" => match ctx.uint(n, &kpath, 999) {
-                Got::Val(s) if (100..=599).contains(&s) => status = u16::try_from(s).ok(),
-                Got::Val(s) => {
-                    ctx.err(
-                        &n.origin,
-                        &kpath,
-                        format!("{s} is not an HTTP status (100 to 599)"),
-                    );
-                    ok = false;
-                }
-                Got::Bad => ok = false,
-                Got::Null => {}
-            },
-            "command" => match ctx.string_list(n, &kpath, "[\"php-fpm-healthcheck\"]") {
-                Got::Val(c) if c.first().is_none_or(|s| s.trim().is_empty()) => {
-                    ctx.err(
-                        &n.origin,
-                        &kpath,
-                        "is empty: give the program and its arguments",
-                    );
-                    ok = false;
-                    target_reported = true;
-                }
-                Got::Val(c) => {
-                    if c.iter().any(|a| uses_port_without_default(a)) {
-                        meta.port_users.push((kpath.clone(), n.origin.clone()));
-                    }
-                    command = Some(c);
-                }
-                Got::Bad => {
-                    ok = false;
-                    target_reported = true;
-                }
-                Got::Null => {}
-            },
-            _ => {
+            (_, Some(_)) => {}
+            (_, None) => {
                 let mut known: Vec<&str> = HC_COMMON.to_vec();
                 match kind {
                     Some(t) => known.extend_from_slice(hc_keys_of(t)),
@@ -225,56 +187,236 @@ pub(super) fn parse_health_check(
                         known.extend_from_slice(&["address", "url", "expected_status", "command"])
                     }
                 }
-                ctx.unknown_key(e, path, &known, "");
-                ok = false;
+                ctx.unknown_key(e, s.path, &known, "");
+                outcome = Err(Reported);
             }
         }
     }
-    let t = kind?;
-    let missing = |ctx: &mut Ctx<'_>, key: &str, example: &str| {
-        if target_reported {
-            return;
-        }
-        ctx.err(
-            &node.origin,
-            &join(path, key),
-            format!(
-                "missing `{key}` for a {} check, e.g. {example}",
-                match t {
-                    HcType::Tcp => "tcp",
-                    HcType::Http => "http",
-                    HcType::Exec => "exec",
+    outcome
+}
+
+fn read_timing(s: &Section<'_>, ctx: &mut Ctx<'_>) -> Result<Timing, Reported> {
+    let mut t = Timing::default();
+    let mut outcome = Ok(());
+    for e in s.entries {
+        let kpath = join(s.path, &e.key);
+        let n = &e.value;
+        let key = e.key.as_str();
+        match key {
+            "initial_delay" => set(&mut t.initial_delay, ctx.duration(n, &kpath)),
+            "period" | "timeout" => match ctx.duration(n, &kpath) {
+                Got::Val(d) if d.is_zero() => {
+                    ctx.err(&n.origin, &kpath, "must be more than 0");
+                    outcome = Err(Reported);
                 }
-            ),
-        );
-    };
-    hc.kind = match t {
-        HcType::Tcp => match address {
-            Some(address) => HealthCheckKind::Tcp { address },
-            None => {
-                missing(ctx, "address", "address: \"127.0.0.1:8080\"");
-                return None;
-            }
-        },
-        HcType::Http => match url {
-            Some(url) => HealthCheckKind::Http {
-                url,
-                expected_status: status,
+                Got::Val(d) if key == "period" => t.period = d,
+                Got::Val(d) => t.timeout = d,
+                Got::Bad => outcome = Err(Reported),
+                Got::Null => {}
             },
-            None => {
-                missing(ctx, "url", "url: \"http://127.0.0.1:8080/health\"");
-                return None;
+            "failure_threshold" | "success_threshold" => match ctx.u32(n, &kpath, 1_000_000) {
+                Got::Val(0) => {
+                    ctx.err(&n.origin, &kpath, "must be at least 1");
+                    outcome = Err(Reported);
+                }
+                Got::Val(v) if key == "failure_threshold" => t.failure_threshold = v,
+                Got::Val(v) => t.success_threshold = v,
+                Got::Bad => outcome = Err(Reported),
+                Got::Null => {}
+            },
+            _ => {}
+        }
+    }
+    outcome.map(|()| t)
+}
+
+/// "missing `key` for a … check"; always `Err`.
+fn missing<T>(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    kind: &str,
+    key: &str,
+    example: &str,
+) -> Result<T, Reported> {
+    ctx.err(
+        &s.node.origin,
+        &join(s.path, key),
+        format!("missing `{key}` for a {kind} check, e.g. {example}"),
+    );
+    Err(Reported)
+}
+
+fn tcp_check(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    meta: &mut ProcMeta,
+) -> Result<HealthCheckKind, Reported> {
+    match read_address(s, ctx, meta)? {
+        Some(address) => Ok(HealthCheckKind::Tcp { address }),
+        None => missing(s, ctx, "tcp", "address", "address: \"127.0.0.1:8080\""),
+    }
+}
+
+fn http_check(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    meta: &mut ProcMeta,
+) -> Result<HealthCheckKind, Reported> {
+    let url = read_url(s, ctx, meta);
+    let status = read_status(s, ctx);
+    match (url?, status) {
+        (Some(url), Ok(expected_status)) => Ok(HealthCheckKind::Http {
+            url,
+            expected_status,
+        }),
+        (Some(_), Err(r)) => Err(r),
+        (None, _) => missing(
+            s,
+            ctx,
+            "http",
+            "url",
+            "url: \"http://127.0.0.1:8080/health\"",
+        ),
+    }
+}
+
+fn exec_check(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    meta: &mut ProcMeta,
+) -> Result<HealthCheckKind, Reported> {
+    match read_command(s, ctx, meta)? {
+        Some(command) => Ok(HealthCheckKind::Exec { command }),
+        None => missing(
+            s,
+            ctx,
+            "exec",
+            "command",
+            "command: [\"php-fpm-healthcheck\"]",
+        ),
+    }
+}
+
+/// `address:`: `Ok(None)` when absent or null.
+fn read_address(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    meta: &mut ProcMeta,
+) -> Result<Option<String>, Reported> {
+    let mut out = Ok(None);
+    for e in s.each("address") {
+        let kpath = join(s.path, &e.key);
+        let n = &e.value;
+        match ctx.string(n, &kpath) {
+            Got::Val(a) if valid_address(&a) => {
+                if uses_port_without_default(&a) {
+                    meta.port_users.push((kpath.clone(), n.origin.clone()));
+                }
+                out = out.map(|_| Some(a));
             }
-        },
-        HcType::Exec => match command {
-            Some(command) => HealthCheckKind::Exec { command },
-            None => {
-                missing(ctx, "command", "command: [\"php-fpm-healthcheck\"]");
-                return None;
+            Got::Val(a) => {
+                ctx.err(
+                    &n.origin,
+                    &kpath,
+                    format!(
+                        "`{}` is not `host:port`, e.g. 127.0.0.1:${{PHPEEK_PM_INSTANCE_PORT}}",
+                        shorten(&a)
+                    ),
+                );
+                out = Err(Reported);
             }
-        },
-    };
-    ok.then_some(hc)
+            Got::Bad => out = Err(Reported),
+            Got::Null => {}
+        }
+    }
+    out
+}
+
+/// `url:`: `Ok(None)` when absent or null.
+fn read_url(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    meta: &mut ProcMeta,
+) -> Result<Option<String>, Reported> {
+    let mut out = Ok(None);
+    for e in s.each("url") {
+        let kpath = join(s.path, &e.key);
+        let n = &e.value;
+        match ctx.string(n, &kpath) {
+            Got::Val(u) => match check_url(&u) {
+                Ok(()) => {
+                    if uses_port_without_default(&u) {
+                        meta.port_users.push((kpath.clone(), n.origin.clone()));
+                    }
+                    out = out.map(|_| Some(u));
+                }
+                Err(m) => {
+                    ctx.err(&n.origin, &kpath, m);
+                    out = Err(Reported);
+                }
+            },
+            Got::Bad => out = Err(Reported),
+            Got::Null => {}
+        }
+    }
+    out
+}
+
+/// `expected_status:`: `Ok(None)` (any 2xx) when absent or null.
+fn read_status(s: &Section<'_>, ctx: &mut Ctx<'_>) -> Result<Option<u16>, Reported> {
+    let mut out = Ok(None);
+    for e in s.each("expected_status") {
+        let kpath = join(s.path, &e.key);
+        let n = &e.value;
+        match ctx.uint(n, &kpath, 999) {
+            Got::Val(v) if (100..=599).contains(&v) => {
+                out = out.map(|_| u16::try_from(v).ok());
+            }
+            Got::Val(v) => {
+                ctx.err(
+                    &n.origin,
+                    &kpath,
+                    format!("{v} is not an HTTP status (100 to 599)"),
+                );
+                out = Err(Reported);
+            }
+            Got::Bad => out = Err(Reported),
+            Got::Null => {}
+        }
+    }
+    out
+}
+
+/// The exec check's `command:`: `Ok(None)` when absent or null.
+fn read_command(
+    s: &Section<'_>,
+    ctx: &mut Ctx<'_>,
+    meta: &mut ProcMeta,
+) -> Result<Option<Vec<String>>, Reported> {
+    let mut out = Ok(None);
+    for e in s.each("command") {
+        let kpath = join(s.path, &e.key);
+        let n = &e.value;
+        match ctx.string_list(n, &kpath, "[\"php-fpm-healthcheck\"]") {
+            Got::Val(c) if c.first().is_none_or(|a| a.trim().is_empty()) => {
+                ctx.err(
+                    &n.origin,
+                    &kpath,
+                    "is empty: give the program and its arguments",
+                );
+                out = Err(Reported);
+            }
+            Got::Val(c) => {
+                if c.iter().any(|a| uses_port_without_default(a)) {
+                    meta.port_users.push((kpath.clone(), n.origin.clone()));
+                }
+                out = out.map(|_| Some(c));
+            }
+            Got::Bad => out = Err(Reported),
+            Got::Null => {}
+        }
+    }
+    out
 }
 
 fn valid_address(a: &str) -> bool {

@@ -11,7 +11,7 @@
 //!    granit-parser pass builds the tree, reporting every duplicate key;
 //! 3. environment overrides replace nodes of the tree (`overrides.rs`);
 //! 4. the validator walks the tree, substitutes and types each value by its
-//!    key, and collects every error (`validate.rs`).
+//!    key, and collects every error (`validate/`).
 //!
 //! The loader never panics: no `unwrap`/`expect`, no fallible indexing, and
 //! recursion is bounded by the tree's depth limit.
@@ -24,11 +24,13 @@ mod schema;
 mod substitute;
 mod suggest;
 mod sysinfo;
+mod text;
 mod tree;
 mod types;
 mod validate;
 
 pub use substitute::INSTANCE_VARS;
+pub use text::{format_duration, is_null_literal, shorten};
 pub use types::*;
 
 use std::collections::HashMap;

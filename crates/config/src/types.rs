@@ -198,19 +198,8 @@ impl HealthCheckKind {
 pub(crate) mod duration_text {
     use std::time::Duration;
 
-    pub fn format(d: &Duration) -> String {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(60_000) && ms > 0 {
-            format!("{}m", ms / 60_000)
-        } else if ms.is_multiple_of(1000) {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    }
-
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(d))
+        s.serialize_str(&crate::format_duration(*d))
     }
 }
 
@@ -219,7 +208,7 @@ pub(crate) mod opt_duration_text {
 
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_str(&super::duration_text::format(d)),
+            Some(d) => s.serialize_str(&crate::format_duration(*d)),
             None => s.serialize_none(),
         }
     }

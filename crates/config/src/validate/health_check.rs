@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
-use super::reader::{is_null, join, set, shorten, Ctx, Got};
+use super::reader::{join, set, shorten, Ctx, Got};
 use super::ProcMeta;
 use crate::substitute::uses_port_without_default;
+use crate::text::is_null_literal;
 use crate::tree::{Entry, Node, Style, Value};
 use crate::{HealthCheck, HealthCheckKind};
 
@@ -96,7 +97,7 @@ pub(super) fn parse_health_check(
         style: Style::Plain,
     } = &node.value
     {
-        if is_null(text) {
+        if is_null_literal(text) {
             return None;
         }
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::duration::parse_duration;
 use crate::substitute::substitute;
 use crate::suggest;
+use crate::text::is_null_literal;
 use crate::tree::{Entry, Node, Origin, Style, Value};
 use crate::{ConfigError, Env};
 
@@ -33,10 +34,6 @@ impl<T> Got<T> {
             _ => None,
         }
     }
-}
-
-pub(super) fn is_null(s: &str) -> bool {
-    matches!(s, "" | "~" | "null" | "Null" | "NULL")
 }
 
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {
@@ -98,7 +95,7 @@ impl<'e> Ctx<'e> {
                     return Got::Val(text.clone());
                 }
                 match substitute(text, self.env) {
-                    Ok(s) if *style == Style::Plain && is_null(&s) => Got::Null,
+                    Ok(s) if *style == Style::Plain && is_null_literal(&s) => Got::Null,
                     Ok(s) => Got::Val(s),
                     Err(errs) => {
                         for e in errs {
@@ -299,7 +296,7 @@ impl<'e> Ctx<'e> {
             Value::Scalar {
                 text,
                 style: Style::Plain,
-            } if is_null(text) => Some(&[]),
+            } if is_null_literal(text) => Some(&[]),
             _ => {
                 let what = if path.is_empty() {
                     "the file"
@@ -334,13 +331,9 @@ pub(super) fn join(parent: &str, key: &str) -> String {
     }
 }
 
+/// A value quoted in an error message: at most 40 characters.
 pub(super) fn shorten(s: &str) -> String {
-    if s.chars().count() > 40 {
-        let head: String = s.chars().take(37).collect();
-        format!("{head}...")
-    } else {
-        s.to_string()
-    }
+    crate::text::shorten(s, 40)
 }
 
 fn parse_uint(s: &str, max: u64) -> Result<u64, String> {

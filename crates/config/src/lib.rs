@@ -18,8 +18,10 @@
 
 mod duration;
 mod find;
+mod instance;
 mod overrides;
 mod render;
+mod scale;
 mod schema;
 mod substitute;
 mod suggest;
@@ -29,6 +31,8 @@ mod tree;
 mod types;
 mod validate;
 
+pub use instance::{instance_name, split_instance_name};
+pub use scale::ScaleLimit;
 pub use substitute::INSTANCE_VARS;
 pub use text::{format_duration, is_null_literal, shorten};
 pub use types::*;

@@ -45,6 +45,8 @@ use std::collections::BTreeMap;
 
 use cross::cross_checks;
 use global::parse_global;
+#[cfg(test)]
+pub(crate) use process::default_process;
 use process::parse_process;
 pub(crate) use reader::Ctx;
 use reader::{shorten, Got};

@@ -18,7 +18,7 @@ use crate::{ProcessConfig, RestartPolicy, Shutdown};
 
 const SHUTDOWN_KEYS: &[&str] = &["signal", "timeout"];
 
-pub(super) fn default_process() -> ProcessConfig {
+pub(crate) fn default_process() -> ProcessConfig {
     ProcessConfig {
         enabled: true,
         command: Vec::new(),

@@ -30,6 +30,7 @@ mod text;
 mod tree;
 mod types;
 mod validate;
+mod vocab;
 
 pub use instance::{instance_name, split_instance_name};
 pub use scale::ScaleLimit;

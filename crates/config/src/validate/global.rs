@@ -18,27 +18,8 @@ pub(super) fn parse_global(node: &Node, ctx: &mut Ctx<'_>, g: &mut Global) -> Op
         let n = &e.value;
         match e.key.as_str() {
             "shutdown_timeout" => set(&mut g.shutdown_timeout, ctx.duration(n, &path)),
-            "log_format" => set(
-                &mut g.log_format,
-                ctx.choice(
-                    n,
-                    &path,
-                    &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-                ),
-            ),
-            "log_level" => set(
-                &mut g.log_level,
-                ctx.choice(
-                    n,
-                    &path,
-                    &[
-                        ("debug", LogLevel::Debug),
-                        ("info", LogLevel::Info),
-                        ("warn", LogLevel::Warn),
-                        ("error", LogLevel::Error),
-                    ],
-                ),
-            ),
+            "log_format" => set(&mut g.log_format, ctx.choice(n, &path, LogFormat::NAMES)),
+            "log_level" => set(&mut g.log_level, ctx.choice(n, &path, LogLevel::NAMES)),
             "api_enabled" => set(&mut g.api_enabled, ctx.bool(n, &path)),
             "api_host" => {
                 host_origin = Some(n.origin.clone());

@@ -12,7 +12,7 @@ use super::ProcMeta;
 use crate::substitute::uses_port_without_default;
 use crate::text::is_null_literal;
 use crate::tree::{Entry, Node, Style, Value};
-use crate::{HealthCheck, HealthCheckKind};
+use crate::{HealthCheck, HealthCheckKind, HealthCheckType};
 
 const HC_COMMON: &[&str] = &[
     "type",
@@ -23,28 +23,21 @@ const HC_COMMON: &[&str] = &[
     "success_threshold",
 ];
 
-#[derive(Clone, Copy, PartialEq)]
-enum HcType {
-    Tcp,
-    Http,
-    Exec,
-}
-
-fn hc_keys_of(t: HcType) -> &'static [&'static str] {
+/// The target keys of each check type.
+fn keys_of(t: HealthCheckType) -> &'static [&'static str] {
     match t {
-        HcType::Tcp => &["address"],
-        HcType::Http => &["url", "expected_status"],
-        HcType::Exec => &["command"],
+        HealthCheckType::Tcp => &["address"],
+        HealthCheckType::Http => &["url", "expected_status"],
+        HealthCheckType::Exec => &["command"],
     }
 }
 
-fn hc_type_of_key(key: &str) -> Option<&'static str> {
-    match key {
-        "address" => Some("tcp"),
-        "url" | "expected_status" => Some("http"),
-        "command" => Some("exec"),
-        _ => None,
-    }
+/// The check type a target key belongs to.
+fn type_of_key(key: &str) -> Option<HealthCheckType> {
+    HealthCheckType::NAMES
+        .iter()
+        .map(|&(_, t)| t)
+        .find(|&t| keys_of(t).contains(&key))
 }
 
 /// An error was pushed to [`Ctx::errors`]; nothing more to report.
@@ -111,9 +104,9 @@ pub(super) fn parse_health_check(
     let keys = check_keys(&section, kind, ctx);
     let timing = read_timing(&section, ctx);
     let target = match kind {
-        Some(HcType::Tcp) => tcp_check(&section, ctx, meta),
-        Some(HcType::Http) => http_check(&section, ctx, meta),
-        Some(HcType::Exec) => exec_check(&section, ctx, meta),
+        Some(HealthCheckType::Tcp) => tcp_check(&section, ctx, meta),
+        Some(HealthCheckType::Http) => http_check(&section, ctx, meta),
+        Some(HealthCheckType::Exec) => exec_check(&section, ctx, meta),
         None => {
             // Still report what is wrong with the targets that were given.
             let _ = read_address(&section, ctx, meta);
@@ -136,42 +129,46 @@ pub(super) fn parse_health_check(
     })
 }
 
+/// `tcp, http or exec`.
+fn type_choices() -> String {
+    let names: Vec<&str> = HealthCheckType::NAMES.iter().map(|(n, _)| *n).collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// `type:`; `None` when missing or unknown (reported).
-fn read_type(s: &Section<'_>, ctx: &mut Ctx<'_>) -> Option<HcType> {
+fn read_type(s: &Section<'_>, ctx: &mut Ctx<'_>) -> Option<HealthCheckType> {
     let tpath = join(s.path, "type");
     match s.entries.iter().find(|e| e.key == "type") {
         None => {
             ctx.err(
                 &s.node.origin,
                 &tpath,
-                "missing `type`: expected tcp, http or exec",
+                format!("missing `type`: expected {}", type_choices()),
             );
             None
         }
-        Some(e) => ctx
-            .choice(
-                &e.value,
-                &tpath,
-                &[
-                    ("tcp", HcType::Tcp),
-                    ("http", HcType::Http),
-                    ("exec", HcType::Exec),
-                ],
-            )
-            .val(),
+        Some(e) => ctx.choice(&e.value, &tpath, HealthCheckType::NAMES).val(),
     }
 }
 
 /// Unknown keys, and keys of another check type than `kind`.
-fn check_keys(s: &Section<'_>, kind: Option<HcType>, ctx: &mut Ctx<'_>) -> Result<(), Reported> {
+fn check_keys(
+    s: &Section<'_>,
+    kind: Option<HealthCheckType>,
+    ctx: &mut Ctx<'_>,
+) -> Result<(), Reported> {
     let mut outcome = Ok(());
     for e in s.entries {
         let key = e.key.as_str();
         if HC_COMMON.contains(&key) {
             continue;
         }
-        match (kind, hc_type_of_key(key)) {
-            (Some(t), Some(owner)) if !hc_keys_of(t).contains(&key) => {
+        match (kind, type_of_key(key)) {
+            (Some(t), Some(owner)) if !keys_of(t).contains(&key) => {
                 ctx.err(
                     &e.key_origin,
                     &join(s.path, key),
@@ -183,9 +180,11 @@ fn check_keys(s: &Section<'_>, kind: Option<HcType>, ctx: &mut Ctx<'_>) -> Resul
             (_, None) => {
                 let mut known: Vec<&str> = HC_COMMON.to_vec();
                 match kind {
-                    Some(t) => known.extend_from_slice(hc_keys_of(t)),
+                    Some(t) => known.extend_from_slice(keys_of(t)),
                     None => {
-                        known.extend_from_slice(&["address", "url", "expected_status", "command"])
+                        for &(_, t) in HealthCheckType::NAMES {
+                            known.extend_from_slice(keys_of(t));
+                        }
                     }
                 }
                 ctx.unknown_key(e, s.path, &known, "");
@@ -235,7 +234,7 @@ fn read_timing(s: &Section<'_>, ctx: &mut Ctx<'_>) -> Result<Timing, Reported> {
 fn missing<T>(
     s: &Section<'_>,
     ctx: &mut Ctx<'_>,
-    kind: &str,
+    kind: HealthCheckType,
     key: &str,
     example: &str,
 ) -> Result<T, Reported> {
@@ -254,7 +253,13 @@ fn tcp_check(
 ) -> Result<HealthCheckKind, Reported> {
     match read_address(s, ctx, meta)? {
         Some(address) => Ok(HealthCheckKind::Tcp { address }),
-        None => missing(s, ctx, "tcp", "address", "address: \"127.0.0.1:8080\""),
+        None => missing(
+            s,
+            ctx,
+            HealthCheckType::Tcp,
+            "address",
+            "address: \"127.0.0.1:8080\"",
+        ),
     }
 }
 
@@ -274,7 +279,7 @@ fn http_check(
         (None, _) => missing(
             s,
             ctx,
-            "http",
+            HealthCheckType::Http,
             "url",
             "url: \"http://127.0.0.1:8080/health\"",
         ),
@@ -291,7 +296,7 @@ fn exec_check(
         None => missing(
             s,
             ctx,
-            "exec",
+            HealthCheckType::Exec,
             "command",
             "command: [\"php-fpm-healthcheck\"]",
         ),

@@ -90,18 +90,7 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
                     p.max_scale = Some(v);
                 }
             }
-            "restart" => set(
-                &mut p.restart,
-                ctx.choice(
-                    n,
-                    &path,
-                    &[
-                        ("always", RestartPolicy::Always),
-                        ("on-failure", RestartPolicy::OnFailure),
-                        ("never", RestartPolicy::Never),
-                    ],
-                ),
-            ),
+            "restart" => set(&mut p.restart, ctx.choice(n, &path, RestartPolicy::NAMES)),
             "env" => {
                 if let Some(vars) = ctx.map(n, &path) {
                     for v in vars {

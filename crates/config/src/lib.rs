@@ -13,6 +13,12 @@
 //! 4. the validator walks the tree, substitutes and types each value by its
 //!    key, and collects every error (`validate/`).
 //!
+//! Rules the rest of phpeek-pm shares live here, once: the enum
+//! vocabularies (`NAMES` on each config enum), the scale limits
+//! ([`ProcessConfig::check_scale`]), instance names ([`instance_name`],
+//! [`split_instance_name`]), signal names, and small text rules
+//! ([`is_null_literal`], [`format_duration`], [`shorten`]).
+//!
 //! The loader never panics: no `unwrap`/`expect`, no fallible indexing, and
 //! recursion is bounded by the tree's depth limit.
 

@@ -12,6 +12,12 @@
 //! `process.rs` and `health_check.rs` read their sections; `cross.rs`
 //! checks what needs the whole config, with `graph.rs` for cycles.
 //!
+//! Invariants: [`build`] always returns a whole, defaulted [`Config`] and
+//! never panics; the config is usable only when [`Ctx::errors`] is empty.
+//! Rules shared with the rest of phpeek-pm are not written here but called:
+//! enum names (`NAMES`, `vocab.rs`), scale limits (`scale.rs`), instance
+//! names (`instance.rs`), null literals and shortening (`text.rs`).
+//!
 //! Choices where SPEC is silent (also in `docs/configuration.md`):
 //! * An unquoted `~`, `null` or empty value means "not set": the key keeps
 //!   its default (after substitution, so `api_auth: ${TOKEN:-}` is unset).

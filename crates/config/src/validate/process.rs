@@ -91,35 +91,7 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
                 }
             }
             "restart" => set(&mut p.restart, ctx.choice(n, &path, RestartPolicy::NAMES)),
-            "env" => {
-                if let Some(vars) = ctx.map(n, &path) {
-                    for v in vars {
-                        let vpath = join(&path, &v.key);
-                        if v.key.is_empty() || v.key.contains('=') || v.key.contains('\0') {
-                            ctx.err(
-                                &v.key_origin,
-                                &vpath,
-                                "invalid environment variable name (empty, or contains `=` or NUL)",
-                            );
-                            continue;
-                        }
-                        let value = match ctx.text(&v.value, &vpath, "a single value (quote it)") {
-                            Got::Val(s) => s,
-                            Got::Null => String::new(),
-                            Got::Bad => continue,
-                        };
-                        if value.contains('\0') {
-                            ctx.err(&v.value.origin, &vpath, "contains a NUL character");
-                            continue;
-                        }
-                        if uses_port_without_default(&value) {
-                            meta.port_users
-                                .push((vpath.clone(), v.value.origin.clone()));
-                        }
-                        p.env.insert(v.key.clone(), value);
-                    }
-                }
-            }
+            "env" => read_env(n, &path, ctx, &mut p, &mut meta),
             "working_dir" => {
                 if let Got::Val(s) = ctx.opt_string(n, &path) {
                     p.working_dir = s.map(PathBuf::from);
@@ -127,37 +99,7 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
             }
             "user" => set(&mut p.user, ctx.opt_string(n, &path)),
             "group" => set(&mut p.group, ctx.opt_string(n, &path)),
-            "depends_on" => {
-                let items: Vec<&Node> = match &n.value {
-                    Value::Seq(items) => items.iter().collect(),
-                    _ => vec![n],
-                };
-                for (i, item) in items.into_iter().enumerate() {
-                    let ipath = if matches!(n.value, Value::Seq(_)) {
-                        format!("{path}[{i}]")
-                    } else {
-                        path.clone()
-                    };
-                    match ctx.text(item, &ipath, "a process name") {
-                        Got::Val(dep) => {
-                            if !p.depends_on.contains(&dep) {
-                                p.depends_on.push(dep.clone());
-                                meta.depends.push((dep, item.origin.clone()));
-                            }
-                        }
-                        Got::Null => {
-                            if matches!(n.value, Value::Seq(_)) {
-                                ctx.err(
-                                    &item.origin,
-                                    &ipath,
-                                    "empty entry: expected a process name",
-                                );
-                            }
-                        }
-                        Got::Bad => {}
-                    }
-                }
-            }
+            "depends_on" => read_depends_on(n, &path, ctx, &mut p, &mut meta),
             "port_base" => {
                 meta.port_base_origin = Some(n.origin.clone());
                 if let Got::Val(v) = ctx.u16(n, &path) {
@@ -192,6 +134,72 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
             .push((format!("{base}.command"), command_origin(entries)));
     }
     (p, meta)
+}
+
+/// `env:`: a mapping of variable names to single values.
+fn read_env(n: &Node, path: &str, ctx: &mut Ctx<'_>, p: &mut ProcessConfig, meta: &mut ProcMeta) {
+    if let Some(vars) = ctx.map(n, path) {
+        for v in vars {
+            let vpath = join(path, &v.key);
+            if v.key.is_empty() || v.key.contains('=') || v.key.contains('\0') {
+                ctx.err(
+                    &v.key_origin,
+                    &vpath,
+                    "invalid environment variable name (empty, or contains `=` or NUL)",
+                );
+                continue;
+            }
+            let value = match ctx.text(&v.value, &vpath, "a single value (quote it)") {
+                Got::Val(s) => s,
+                Got::Null => String::new(),
+                Got::Bad => continue,
+            };
+            if value.contains('\0') {
+                ctx.err(&v.value.origin, &vpath, "contains a NUL character");
+                continue;
+            }
+            if uses_port_without_default(&value) {
+                meta.port_users
+                    .push((vpath.clone(), v.value.origin.clone()));
+            }
+            p.env.insert(v.key.clone(), value);
+        }
+    }
+}
+
+/// `depends_on:`: a list of process names, or one name; repeats dropped.
+fn read_depends_on(
+    n: &Node,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+    p: &mut ProcessConfig,
+    meta: &mut ProcMeta,
+) {
+    let items: Vec<&Node> = match &n.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![n],
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let ipath = if matches!(n.value, Value::Seq(_)) {
+            format!("{path}[{i}]")
+        } else {
+            path.to_string()
+        };
+        match ctx.text(item, &ipath, "a process name") {
+            Got::Val(dep) => {
+                if !p.depends_on.contains(&dep) {
+                    p.depends_on.push(dep.clone());
+                    meta.depends.push((dep, item.origin.clone()));
+                }
+            }
+            Got::Null => {
+                if matches!(n.value, Value::Seq(_)) {
+                    ctx.err(&item.origin, &ipath, "empty entry: expected a process name");
+                }
+            }
+            Got::Bad => {}
+        }
+    }
 }
 
 fn command_origin(entries: &[Entry]) -> Origin {

@@ -53,78 +53,46 @@ pub(crate) fn parse_duration(input: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms as u64))
 }
 
-/// Signals accepted by name (without the `SIG` prefix), with their numbers.
+/// The one signal table: names as printed (`SIGTERM`) and their numbers.
+/// The file also accepts a name without `SIG` and in any case.
 const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("QUIT", libc::SIGQUIT),
-    ("ILL", libc::SIGILL),
-    ("TRAP", libc::SIGTRAP),
-    ("ABRT", libc::SIGABRT),
-    ("BUS", libc::SIGBUS),
-    ("FPE", libc::SIGFPE),
-    ("KILL", libc::SIGKILL),
-    ("USR1", libc::SIGUSR1),
-    ("SEGV", libc::SIGSEGV),
-    ("USR2", libc::SIGUSR2),
-    ("PIPE", libc::SIGPIPE),
-    ("ALRM", libc::SIGALRM),
-    ("TERM", libc::SIGTERM),
-    ("CHLD", libc::SIGCHLD),
-    ("CONT", libc::SIGCONT),
-    ("STOP", libc::SIGSTOP),
-    ("TSTP", libc::SIGTSTP),
-    ("TTIN", libc::SIGTTIN),
-    ("TTOU", libc::SIGTTOU),
-    ("URG", libc::SIGURG),
-    ("XCPU", libc::SIGXCPU),
-    ("XFSZ", libc::SIGXFSZ),
-    ("VTALRM", libc::SIGVTALRM),
-    ("PROF", libc::SIGPROF),
-    ("WINCH", libc::SIGWINCH),
-    ("IO", libc::SIGIO),
-    ("SYS", libc::SIGSYS),
-];
-
-/// Full names (`SIGTERM`), index-aligned with [`SIGNALS`].
-const FULL_NAMES: &[&str] = &[
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGSYS",
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGINT", libc::SIGINT),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGILL", libc::SIGILL),
+    ("SIGTRAP", libc::SIGTRAP),
+    ("SIGABRT", libc::SIGABRT),
+    ("SIGBUS", libc::SIGBUS),
+    ("SIGFPE", libc::SIGFPE),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGSEGV", libc::SIGSEGV),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGPIPE", libc::SIGPIPE),
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGCHLD", libc::SIGCHLD),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGTSTP", libc::SIGTSTP),
+    ("SIGTTIN", libc::SIGTTIN),
+    ("SIGTTOU", libc::SIGTTOU),
+    ("SIGURG", libc::SIGURG),
+    ("SIGXCPU", libc::SIGXCPU),
+    ("SIGXFSZ", libc::SIGXFSZ),
+    ("SIGVTALRM", libc::SIGVTALRM),
+    ("SIGPROF", libc::SIGPROF),
+    ("SIGWINCH", libc::SIGWINCH),
+    ("SIGIO", libc::SIGIO),
+    ("SIGSYS", libc::SIGSYS),
 ];
 
 /// `SIGTERM` for `libc::SIGTERM`, …; `None` for numbers not in the list.
 pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
     SIGNALS
         .iter()
-        .position(|&(_, n)| n == sig)
-        .and_then(|i| FULL_NAMES.get(i).copied())
+        .find(|&&(_, n)| n == sig)
+        .map(|&(name, _)| name)
 }
 
 /// Parses `TERM`, `SIGTERM`, `sigterm`, or a known signal number (`15`).
@@ -140,7 +108,7 @@ pub(crate) fn parse_signal(input: &str) -> Result<i32, String> {
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
     SIGNALS
         .iter()
-        .find(|(name, _)| *name == bare)
+        .find(|(name, _)| name.strip_prefix("SIG") == Some(bare))
         .map(|&(_, n)| n)
         .ok_or_else(|| {
             format!(
@@ -209,10 +177,12 @@ mod tests {
         assert_eq!(signal_name(libc::SIGTERM), Some("SIGTERM"));
         assert_eq!(signal_name(libc::SIGUSR2), Some("SIGUSR2"));
         assert_eq!(signal_name(0), None);
-        assert_eq!(SIGNALS.len(), FULL_NAMES.len());
-        for (i, (name, n)) in SIGNALS.iter().enumerate() {
-            assert_eq!(FULL_NAMES[i], format!("SIG{name}"));
-            assert_eq!(parse_signal(FULL_NAMES[i]), Ok(*n));
+        for &(name, n) in SIGNALS {
+            assert_eq!(parse_signal(name), Ok(n));
+            assert_eq!(signal_name(n), Some(name));
+            let bare = name.strip_prefix("SIG").unwrap_or(name);
+            assert_eq!(parse_signal(&bare.to_ascii_lowercase()), Ok(n));
+            assert_eq!(parse_signal(&n.to_string()), Ok(n));
         }
     }
 }

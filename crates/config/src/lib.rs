@@ -11,24 +11,37 @@
 //!    granit-parser pass builds the tree, reporting every duplicate key;
 //! 3. environment overrides replace nodes of the tree (`overrides.rs`);
 //! 4. the validator walks the tree, substitutes and types each value by its
-//!    key, and collects every error (`validate.rs`).
+//!    key, and collects every error (`validate/`).
+//!
+//! Rules the rest of phpeek-pm shares live here, once: the enum
+//! vocabularies (`NAMES` on each config enum), the scale limits
+//! ([`ProcessConfig::check_scale`]), instance names ([`instance_name`],
+//! [`split_instance_name`]), signal names, and small text rules
+//! ([`is_null_literal`], [`format_duration`], [`shorten`]).
 //!
 //! The loader never panics: no `unwrap`/`expect`, no fallible indexing, and
 //! recursion is bounded by the tree's depth limit.
 
 mod duration;
 mod find;
+mod instance;
 mod overrides;
 mod render;
+mod scale;
 mod schema;
 mod substitute;
 mod suggest;
 mod sysinfo;
+mod text;
 mod tree;
 mod types;
 mod validate;
+mod vocab;
 
+pub use instance::{instance_name, split_instance_name};
+pub use scale::ScaleLimit;
 pub use substitute::INSTANCE_VARS;
+pub use text::{format_duration, is_null_literal, shorten};
 pub use types::*;
 
 use std::collections::HashMap;

@@ -25,6 +25,7 @@
 //! `GLOBAL_`/`PROCESS_` prefix. Overrides cannot create processes.
 
 use crate::suggest;
+use crate::text::is_null_literal;
 use crate::tree::{Entry, Node, Origin, Style, Value};
 use crate::validate::{Ctx, GLOBAL_KEYS};
 use crate::Env;
@@ -72,15 +73,7 @@ pub(crate) fn apply(root: &mut Option<Node>, env: &Env, ctx: &mut Ctx<'_>) {
         value: Value::Map(Vec::new()),
         origin: Origin::Env(String::new()),
     });
-    if let Value::Scalar {
-        text,
-        style: Style::Plain,
-    } = &root.value
-    {
-        if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
-            root.value = Value::Map(Vec::new());
-        }
-    }
+    null_to_map(root);
     let Value::Map(top) = &mut root.value else {
         return; // reported by the validator
     };
@@ -228,15 +221,7 @@ fn set_process_key(
         return;
     };
     let proc_node = &mut entry.value;
-    if let Value::Scalar {
-        text,
-        style: Style::Plain,
-    } = &proc_node.value
-    {
-        if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
-            proc_node.value = Value::Map(Vec::new());
-        }
-    }
+    null_to_map(proc_node);
     let Value::Map(fields) = &mut proc_node.value else {
         return; // reported by the validator
     };
@@ -285,18 +270,24 @@ fn child_map<'a>(entries: &'a mut Vec<Entry>, key: &str, var: &str) -> Option<&'
         }
     };
     let node = &mut entries.get_mut(idx)?.value;
+    null_to_map(node);
+    match &mut node.value {
+        Value::Map(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// A plain null scalar (`key:` with nothing after it) becomes an empty
+/// mapping, so an override can add keys under it.
+fn null_to_map(node: &mut Node) {
     if let Value::Scalar {
         text,
         style: Style::Plain,
     } = &node.value
     {
-        if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+        if is_null_literal(text) {
             node.value = Value::Map(Vec::new());
         }
-    }
-    match &mut node.value {
-        Value::Map(m) => Some(m),
-        _ => None,
     }
 }
 

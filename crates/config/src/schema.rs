@@ -3,13 +3,17 @@
 //! The structs below describe the file's shape only; they are never used to
 //! parse (the loader reads a node tree, see `tree.rs`). Scalars that may be
 //! written as `${VAR}` accept that string form too, so `scale: ${CPU_COUNT}`
-//! is not flagged by an editor.
+//! is not flagged by an editor. Enum-valued keys use the real enums'
+//! schemas (their one name table, see `vocab.rs`), so the schema cannot
+//! drift from what the validator accepts.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
+
+use crate::{HealthCheckType, LogFormat, LogLevel, RestartPolicy};
 
 fn schema(v: Value) -> Schema {
     Schema::try_from(v).unwrap_or_else(|_| Schema::from(true))
@@ -110,35 +114,6 @@ scalar_schema!(
     json!({ "anyOf": [ { "type": "integer", "minimum": 100, "maximum": 599 }, var_string() ] })
 );
 
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum LogFormatText {
-    Text,
-    Json,
-}
-
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum LogLevelText {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-enum RestartText {
-    #[serde(rename = "always")]
-    Always,
-    #[serde(rename = "on-failure")]
-    OnFailure,
-    #[serde(rename = "never")]
-    Never,
-}
-
 /// phpeek-pm configuration file.
 #[derive(JsonSchema)]
 #[schemars(title = "phpeek-pm configuration")]
@@ -162,9 +137,9 @@ struct FileGlobal {
     /// Default grace period before SIGKILL (default 30s).
     shutdown_timeout: Option<DurationText>,
     /// text (default) or json.
-    log_format: Option<LogFormatText>,
+    log_format: Option<LogFormat>,
     /// debug, info (default), warn or error.
-    log_level: Option<LogLevelText>,
+    log_level: Option<LogLevel>,
     /// Serve the management API (default true).
     api_enabled: Option<Flag>,
     /// API listen address (default 127.0.0.1).
@@ -210,7 +185,7 @@ struct FileProcess {
     /// Per-process ceiling for scale requests.
     max_scale: Option<Count>,
     /// always (default), on-failure or never.
-    restart: Option<RestartText>,
+    restart: Option<RestartPolicy>,
     /// Extra environment variables.
     env: Option<EnvMap>,
     /// Working directory.
@@ -243,41 +218,79 @@ struct FileShutdown {
     timeout: Option<DurationText>,
 }
 
+/// `health_check:`: one object per check type, told apart by `type`
+/// (the names come from [`HealthCheckType::NAMES`]).
+struct FileHealthCheck;
+
+impl JsonSchema for FileHealthCheck {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("FileHealthCheck")
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let variants: Vec<Value> = HealthCheckType::NAMES
+            .iter()
+            .map(|&(name, t)| {
+                let mut variant = match t {
+                    HealthCheckType::Tcp => FileTcpCheck::json_schema(generator),
+                    HealthCheckType::Http => FileHttpCheck::json_schema(generator),
+                    HealthCheckType::Exec => FileExecCheck::json_schema(generator),
+                }
+                .to_value();
+                if let Some(props) = variant.get_mut("properties").and_then(Value::as_object_mut) {
+                    props.insert("type".into(), json!({ "type": "string", "const": name }));
+                }
+                if let Some(required) = variant.get_mut("required").and_then(Value::as_array_mut) {
+                    required.insert(0, json!("type"));
+                }
+                variant
+            })
+            .collect();
+        schema(json!({ "oneOf": variants }))
+    }
+}
+
+/// Connect to host:port.
 #[derive(JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
-enum FileHealthCheck {
-    /// Connect to host:port.
-    Tcp {
-        /// host:port, e.g. 127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}
-        address: String,
-        initial_delay: Option<DurationText>,
-        period: Option<DurationText>,
-        timeout: Option<DurationText>,
-        failure_threshold: Option<Count>,
-        success_threshold: Option<Count>,
-    },
-    /// GET an http:// URL.
-    Http {
-        /// http://host[:port]/path
-        url: String,
-        /// Expected status (default: any 2xx).
-        expected_status: Option<StatusCode>,
-        initial_delay: Option<DurationText>,
-        period: Option<DurationText>,
-        timeout: Option<DurationText>,
-        failure_threshold: Option<Count>,
-        success_threshold: Option<Count>,
-    },
-    /// Run a command; exit 0 is healthy.
-    Exec {
-        command: Command,
-        initial_delay: Option<DurationText>,
-        period: Option<DurationText>,
-        timeout: Option<DurationText>,
-        failure_threshold: Option<Count>,
-        success_threshold: Option<Count>,
-    },
+struct FileTcpCheck {
+    /// host:port, e.g. 127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}
+    address: String,
+    initial_delay: Option<DurationText>,
+    period: Option<DurationText>,
+    timeout: Option<DurationText>,
+    failure_threshold: Option<Count>,
+    success_threshold: Option<Count>,
+}
+
+/// GET an http:// URL.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileHttpCheck {
+    /// http://host[:port]/path
+    url: String,
+    /// Expected status (default: any 2xx).
+    expected_status: Option<StatusCode>,
+    initial_delay: Option<DurationText>,
+    period: Option<DurationText>,
+    timeout: Option<DurationText>,
+    failure_threshold: Option<Count>,
+    success_threshold: Option<Count>,
+}
+
+/// Run a command; exit 0 is healthy.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileExecCheck {
+    command: Command,
+    initial_delay: Option<DurationText>,
+    period: Option<DurationText>,
+    timeout: Option<DurationText>,
+    failure_threshold: Option<Count>,
+    success_threshold: Option<Count>,
 }
 
 pub(crate) fn json_schema() -> Value {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::vocab::vocabulary;
 
 /// The whole file after loading.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,15 +74,23 @@ impl Default for Global {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+/// `global.log_format`: how the manager writes its own and the children's
+/// lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+impl LogFormat {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] =
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
+vocabulary!(LogFormat);
+
+/// `global.log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Debug,
     Info,
@@ -89,25 +98,34 @@ pub enum LogLevel {
     Error,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+impl LogLevel {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("error", LogLevel::Error),
+    ];
+}
+vocabulary!(LogLevel);
+
+/// A process's `restart:` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartPolicy {
-    #[serde(rename = "always")]
     Always,
-    #[serde(rename = "on-failure")]
     OnFailure,
-    #[serde(rename = "never")]
     Never,
 }
 
 impl RestartPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestartPolicy::Always => "always",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Never => "never",
-        }
-    }
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("always", RestartPolicy::Always),
+        ("on-failure", RestartPolicy::OnFailure),
+        ("never", RestartPolicy::Never),
+    ];
 }
+vocabulary!(RestartPolicy);
 
 /// One entry under `processes:`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,15 +186,15 @@ pub struct HealthCheck {
 }
 
 /// Targets may hold per-instance references (`${PHPEEK_PM_INSTANCE_PORT}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+/// Serialised in the file's shape: `type: <name>` (from
+/// [`HealthCheckType::NAMES`]) beside the target keys.
+#[derive(Debug, Clone, PartialEq)]
 pub enum HealthCheckKind {
     Tcp {
         address: String,
     },
     Http {
         url: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
         expected_status: Option<u16>,
     },
     Exec {
@@ -184,13 +202,58 @@ pub enum HealthCheckKind {
     },
 }
 
+/// A health check's `type:`, without its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCheckType {
+    Tcp,
+    Http,
+    Exec,
+}
+
+impl HealthCheckType {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("tcp", HealthCheckType::Tcp),
+        ("http", HealthCheckType::Http),
+        ("exec", HealthCheckType::Exec),
+    ];
+}
+vocabulary!(HealthCheckType);
+
 impl HealthCheckKind {
-    pub fn type_name(&self) -> &'static str {
+    pub fn check_type(&self) -> HealthCheckType {
         match self {
-            HealthCheckKind::Tcp { .. } => "tcp",
-            HealthCheckKind::Http { .. } => "http",
-            HealthCheckKind::Exec { .. } => "exec",
+            HealthCheckKind::Tcp { .. } => HealthCheckType::Tcp,
+            HealthCheckKind::Http { .. } => HealthCheckType::Http,
+            HealthCheckKind::Exec { .. } => HealthCheckType::Exec,
         }
+    }
+
+    /// `tcp`, `http` or `exec`.
+    pub fn type_name(&self) -> &'static str {
+        self.check_type().as_str()
+    }
+}
+
+impl Serialize for HealthCheckKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("type", self.type_name())?;
+        match self {
+            HealthCheckKind::Tcp { address } => map.serialize_entry("address", address)?,
+            HealthCheckKind::Http {
+                url,
+                expected_status,
+            } => {
+                map.serialize_entry("url", url)?;
+                if let Some(status) = expected_status {
+                    map.serialize_entry("expected_status", status)?;
+                }
+            }
+            HealthCheckKind::Exec { command } => map.serialize_entry("command", command)?,
+        }
+        map.end()
     }
 }
 
@@ -198,19 +261,8 @@ impl HealthCheckKind {
 pub(crate) mod duration_text {
     use std::time::Duration;
 
-    pub fn format(d: &Duration) -> String {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(60_000) && ms > 0 {
-            format!("{}m", ms / 60_000)
-        } else if ms.is_multiple_of(1000) {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    }
-
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(d))
+        s.serialize_str(&crate::format_duration(*d))
     }
 }
 
@@ -219,7 +271,7 @@ pub(crate) mod opt_duration_text {
 
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_str(&super::duration_text::format(d)),
+            Some(d) => s.serialize_str(&crate::format_duration(*d)),
             None => s.serialize_none(),
         }
     }

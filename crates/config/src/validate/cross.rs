@@ -1,0 +1,283 @@
+//! Checks that need the whole config: API exposure, backoff order,
+//! per-process limits and ports, names, dependencies and cycles.
+//!
+//! Invariant: they run after every section was read, on values that are
+//! each valid on their own (a rejected value kept its default), so a
+//! mistake is reported once and does not cascade.
+
+use std::collections::BTreeMap;
+
+use super::graph::find_cycles;
+use super::reader::{shorten, Ctx};
+use super::ProcMeta;
+use crate::suggest;
+use crate::tree::{Node, Origin};
+use crate::{instance_name, split_instance_name, Config, Global, ProcessConfig, ScaleLimit};
+
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim();
+    let h = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Runs every cross check; errors come in the order: API exposure, backoff
+/// order, per process (name, scale limits, ports, dependencies), instance
+/// name collisions, cycles.
+pub(super) fn cross_checks(
+    config: &Config,
+    metas: &BTreeMap<String, ProcMeta>,
+    host_origin: Option<&Origin>,
+    global_node: Option<&Node>,
+    ctx: &mut Ctx<'_>,
+) {
+    let global_origin = global_node.map(|n| n.origin.clone());
+    check_api_exposure(&config.global, host_origin, global_origin.as_ref(), ctx);
+    check_backoff_order(&config.global, global_origin.as_ref(), ctx);
+    for (name, p) in &config.processes {
+        let Some(meta) = metas.get(name) else {
+            continue;
+        };
+        check_process_name(name, meta, ctx);
+        check_scale_limits(name, p, meta, config.global.max_process_scale, ctx);
+        check_ports(name, p, meta, ctx);
+        check_dependencies_exist(config, name, meta, ctx);
+    }
+    check_instance_name_collisions(config, metas, ctx);
+    check_cycles(config, metas, ctx);
+}
+
+/// No origin known (a value from defaults or the environment).
+fn nowhere() -> Origin {
+    Origin::Env(String::new())
+}
+
+/// A non-loopback API needs `api_auth` or an explicit `api_insecure`.
+fn check_api_exposure(
+    g: &Global,
+    host_origin: Option<&Origin>,
+    global_origin: Option<&Origin>,
+    ctx: &mut Ctx<'_>,
+) {
+    if g.api_enabled && !is_loopback(&g.api_host) && g.api_auth.is_none() && !g.api_insecure {
+        let origin = host_origin
+            .or(global_origin)
+            .cloned()
+            .unwrap_or_else(nowhere);
+        ctx.err(
+            &origin,
+            "global.api_host",
+            format!(
+                "refusing a non-loopback API (`{}`) without api_auth; set api_auth or api_insecure: true",
+                g.api_host
+            ),
+        );
+    }
+}
+
+fn check_backoff_order(g: &Global, global_origin: Option<&Origin>, ctx: &mut Ctx<'_>) {
+    if g.restart_backoff_max < g.restart_backoff_initial {
+        let origin = global_origin.cloned().unwrap_or_else(nowhere);
+        ctx.err(
+            &origin,
+            "global.restart_backoff_max",
+            "is below restart_backoff_initial",
+        );
+    }
+}
+
+fn check_process_name(name: &str, meta: &ProcMeta, ctx: &mut Ctx<'_>) {
+    if !is_valid_name(name) {
+        ctx.err(
+            &meta.name_origin,
+            &format!("processes.{name}"),
+            format!("invalid process name `{}`: use lowercase letters, digits, `-` and `_`, starting with a letter or digit", shorten(name)),
+        );
+    }
+}
+
+/// `scale` and `max_scale` against the scale rule
+/// ([`ProcessConfig::scale_limits`]); the ports are [`check_ports`]'s.
+fn check_scale_limits(
+    name: &str,
+    p: &ProcessConfig,
+    meta: &ProcMeta,
+    max_process_scale: u32,
+    ctx: &mut Ctx<'_>,
+) {
+    let scale_path = format!("processes.{name}.scale");
+    let scale_origin = meta.scale_origin.as_ref().unwrap_or(&meta.origin);
+    let broken = p.scale_limits(p.scale, max_process_scale);
+    for limit in &broken {
+        if let ScaleLimit::AboveMaxScale { max } = limit {
+            ctx.err(
+                scale_origin,
+                &scale_path,
+                format!("scale {} is above max_scale {max}", p.scale),
+            );
+        }
+    }
+    if let Some(max) = p.max_scale {
+        if let Err(ScaleLimit::AboveGlobalMax { .. }) = p.check_scale(max, max_process_scale) {
+            let origin = meta.max_scale_origin.as_ref().unwrap_or(&meta.origin);
+            ctx.err(
+                origin,
+                &format!("processes.{name}.max_scale"),
+                format!("max_scale {max} is above global.max_process_scale {max_process_scale}"),
+            );
+        }
+    }
+    for limit in &broken {
+        if let ScaleLimit::AboveGlobalMax { max } = limit {
+            ctx.err(
+                scale_origin,
+                &scale_path,
+                format!("scale {} is above global.max_process_scale {max}", p.scale),
+            );
+        }
+    }
+}
+
+/// With `port_base`, the highest instance (`scale` or `max_scale`) must
+/// still get a port; without it, nothing may use
+/// `${PHPEEK_PM_INSTANCE_PORT}` without a default.
+fn check_ports(name: &str, p: &ProcessConfig, meta: &ProcMeta, ctx: &mut Ctx<'_>) {
+    if let Some(port) = p.port_base {
+        let top = p.scale.max(p.max_scale.unwrap_or(0));
+        let past_end = p
+            .scale_limits(top, u32::MAX)
+            .iter()
+            .any(|l| matches!(l, ScaleLimit::PortsPastEnd { .. }));
+        if past_end {
+            let origin = meta.port_base_origin.as_ref().unwrap_or(&meta.origin);
+            ctx.err(
+                origin,
+                &format!("processes.{name}.port_base"),
+                format!("port_base {port} + {top} instances goes past port 65535"),
+            );
+        }
+    } else {
+        for (path, origin) in &meta.port_users {
+            ctx.err(
+                origin,
+                path,
+                "uses ${PHPEEK_PM_INSTANCE_PORT} but the process has no port_base (set port_base, or give a default: ${PHPEEK_PM_INSTANCE_PORT:-8080})",
+            );
+        }
+    }
+}
+
+fn check_dependencies_exist(config: &Config, name: &str, meta: &ProcMeta, ctx: &mut Ctx<'_>) {
+    for (i, (dep, origin)) in meta.depends.iter().enumerate() {
+        if !config.processes.contains_key(dep) {
+            let names: Vec<&str> = config.processes.keys().map(String::as_str).collect();
+            let hint = suggest::hint(dep, &names);
+            ctx.err(
+                origin,
+                &format!("processes.{name}.depends_on[{i}]"),
+                format!("no process named `{}`{hint}", shorten(dep)),
+            );
+        }
+    }
+}
+
+/// A process name may not be the name of an instance of another process,
+/// up to the scale that process may reach.
+fn check_instance_name_collisions(
+    config: &Config,
+    metas: &BTreeMap<String, ProcMeta>,
+    ctx: &mut Ctx<'_>,
+) {
+    let g = &config.global;
+    for (name, meta) in metas {
+        let Some((owner, number)) = split_instance_name(name) else {
+            continue;
+        };
+        let Some(owner_cfg) = config.processes.get(owner) else {
+            continue;
+        };
+        let ceiling = owner_cfg
+            .max_scale
+            .unwrap_or(g.max_process_scale)
+            .min(g.max_process_scale)
+            .max(owner_cfg.scale);
+        if number <= ceiling {
+            ctx.err(
+                &meta.name_origin,
+                &format!("processes.{name}"),
+                format!(
+                    "process name `{name}` is also the name of instance {number} of process `{owner}` (its instances are {first} to {last}); rename one of them, or lower `{owner}`'s max_scale",
+                    first = instance_name(owner, 1),
+                    last = instance_name(owner, ceiling),
+                ),
+            );
+        }
+    }
+}
+
+fn check_cycles(config: &Config, metas: &BTreeMap<String, ProcMeta>, ctx: &mut Ctx<'_>) {
+    for cycle in find_cycles(config) {
+        let (first, second) = match (cycle.first(), cycle.get(1)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => continue,
+        };
+        let origin = metas
+            .get(first)
+            .and_then(|m| m.depends.iter().find(|(d, _)| d == second))
+            .map(|(_, o)| o.clone())
+            .unwrap_or_else(nowhere);
+        let shown = cycle.join(" -> ");
+        let message = if cycle.len() == 2 {
+            format!("dependency cycle: {shown} (a process cannot depend on itself)")
+        } else {
+            format!("dependency cycle: {shown}")
+        };
+        ctx.err(&origin, &format!("processes.{first}.depends_on"), message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["web", "queue-default", "php_fpm", "0worker", "a"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in ["", "Web", "-web", "_web", "web.1", "web 1", "wéb", "web/1"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback() {
+        for h in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["0.0.0.0", "::", "10.0.0.1", "example.com", "localhost.evil"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}

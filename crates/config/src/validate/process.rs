@@ -1,0 +1,235 @@
+//! One entry under `processes:`, and its `shutdown:` block.
+//!
+//! Invariants: every key of [`PROCESS_KEYS`] has an arm here; a process is
+//! always returned (with defaults where a value was rejected) together with
+//! the positions the cross checks need ([`ProcMeta`]); a missing `command`
+//! is reported once, at the process name.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::health_check::parse_health_check;
+use super::reader::{join, set, Ctx, Got};
+use super::{ProcMeta, GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
+use crate::duration::parse_signal;
+use crate::substitute::uses_port_without_default;
+use crate::tree::{Entry, Node, Origin, Value};
+use crate::{ProcessConfig, RestartPolicy, Shutdown};
+
+const SHUTDOWN_KEYS: &[&str] = &["signal", "timeout"];
+
+pub(crate) fn default_process() -> ProcessConfig {
+    ProcessConfig {
+        enabled: true,
+        command: Vec::new(),
+        scale: 1,
+        max_scale: None,
+        restart: RestartPolicy::Always,
+        env: BTreeMap::new(),
+        working_dir: None,
+        user: None,
+        group: None,
+        depends_on: Vec::new(),
+        port_base: None,
+        shutdown: Shutdown {
+            signal: libc::SIGTERM,
+            timeout: None,
+        },
+        health_check: None,
+        stdout: true,
+        stderr: true,
+    }
+}
+
+const COMMAND_EXAMPLE: &str = "[\"php\", \"artisan\", \"queue:work\"]";
+
+pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig, ProcMeta) {
+    let name = entry.key.as_str();
+    let base = format!("processes.{name}");
+    let mut p = default_process();
+    let mut meta = ProcMeta {
+        name_origin: entry.key_origin.clone(),
+        origin: entry.value.origin.clone(),
+        scale_origin: None,
+        max_scale_origin: None,
+        port_base_origin: None,
+        depends: Vec::new(),
+        port_users: Vec::new(),
+    };
+    let Some(entries) = ctx.map(&entry.value, &base) else {
+        return (p, meta);
+    };
+    let mut command_state = Got::Null;
+    for e in entries {
+        let path = join(&base, &e.key);
+        let n = &e.value;
+        match e.key.as_str() {
+            "enabled" => set(&mut p.enabled, ctx.bool(n, &path)),
+            "command" => {
+                command_state = ctx.string_list(n, &path, COMMAND_EXAMPLE);
+                match &command_state {
+                    Got::Val(c) if c.is_empty() => {
+                        ctx.err(&n.origin, &path, format!("is empty: give the program and its arguments, e.g. {COMMAND_EXAMPLE}"));
+                        command_state = Got::Bad;
+                    }
+                    Got::Val(c) if c.first().is_some_and(|s| s.trim().is_empty()) => {
+                        ctx.err(&n.origin, &path, "the program (first entry) is empty");
+                        command_state = Got::Bad;
+                    }
+                    Got::Val(c) => p.command = c.clone(),
+                    _ => {}
+                }
+            }
+            "scale" => {
+                meta.scale_origin = Some(n.origin.clone());
+                set(&mut p.scale, ctx.u32(n, &path, SCALE_LIMIT));
+            }
+            "max_scale" => {
+                meta.max_scale_origin = Some(n.origin.clone());
+                if let Got::Val(v) = ctx.u32(n, &path, SCALE_LIMIT) {
+                    p.max_scale = Some(v);
+                }
+            }
+            "restart" => set(&mut p.restart, ctx.choice(n, &path, RestartPolicy::NAMES)),
+            "env" => read_env(n, &path, ctx, &mut p, &mut meta),
+            "working_dir" => {
+                if let Got::Val(s) = ctx.opt_string(n, &path) {
+                    p.working_dir = s.map(PathBuf::from);
+                }
+            }
+            "user" => set(&mut p.user, ctx.opt_string(n, &path)),
+            "group" => set(&mut p.group, ctx.opt_string(n, &path)),
+            "depends_on" => read_depends_on(n, &path, ctx, &mut p, &mut meta),
+            "port_base" => {
+                meta.port_base_origin = Some(n.origin.clone());
+                if let Got::Val(v) = ctx.u16(n, &path) {
+                    p.port_base = Some(v);
+                }
+            }
+            "shutdown" => parse_shutdown(n, &path, ctx, &mut p.shutdown),
+            "health_check" => {
+                p.health_check = parse_health_check(n, &path, ctx, &mut meta);
+            }
+            "stdout" => set(&mut p.stdout, ctx.bool(n, &path)),
+            "stderr" => set(&mut p.stderr, ctx.bool(n, &path)),
+            _ => {
+                let extra = if GLOBAL_KEYS.contains(&e.key.as_str()) {
+                    " (this is a global setting: put it under `global:`)"
+                } else {
+                    ""
+                };
+                ctx.unknown_key(e, &base, PROCESS_KEYS, extra);
+            }
+        }
+    }
+    if matches!(command_state, Got::Null) {
+        ctx.err(
+            &entry.key_origin,
+            &format!("{base}.command"),
+            format!("missing `command`: give the program and its arguments, e.g. command: {COMMAND_EXAMPLE}"),
+        );
+    }
+    if p.command.iter().any(|a| uses_port_without_default(a)) {
+        meta.port_users
+            .push((format!("{base}.command"), command_origin(entries)));
+    }
+    (p, meta)
+}
+
+/// `env:`: a mapping of variable names to single values.
+fn read_env(n: &Node, path: &str, ctx: &mut Ctx<'_>, p: &mut ProcessConfig, meta: &mut ProcMeta) {
+    if let Some(vars) = ctx.map(n, path) {
+        for v in vars {
+            let vpath = join(path, &v.key);
+            if v.key.is_empty() || v.key.contains('=') || v.key.contains('\0') {
+                ctx.err(
+                    &v.key_origin,
+                    &vpath,
+                    "invalid environment variable name (empty, or contains `=` or NUL)",
+                );
+                continue;
+            }
+            let value = match ctx.text(&v.value, &vpath, "a single value (quote it)") {
+                Got::Val(s) => s,
+                Got::Null => String::new(),
+                Got::Bad => continue,
+            };
+            if value.contains('\0') {
+                ctx.err(&v.value.origin, &vpath, "contains a NUL character");
+                continue;
+            }
+            if uses_port_without_default(&value) {
+                meta.port_users
+                    .push((vpath.clone(), v.value.origin.clone()));
+            }
+            p.env.insert(v.key.clone(), value);
+        }
+    }
+}
+
+/// `depends_on:`: a list of process names, or one name; repeats dropped.
+fn read_depends_on(
+    n: &Node,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+    p: &mut ProcessConfig,
+    meta: &mut ProcMeta,
+) {
+    let items: Vec<&Node> = match &n.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![n],
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let ipath = if matches!(n.value, Value::Seq(_)) {
+            format!("{path}[{i}]")
+        } else {
+            path.to_string()
+        };
+        match ctx.text(item, &ipath, "a process name") {
+            Got::Val(dep) => {
+                if !p.depends_on.contains(&dep) {
+                    p.depends_on.push(dep.clone());
+                    meta.depends.push((dep, item.origin.clone()));
+                }
+            }
+            Got::Null => {
+                if matches!(n.value, Value::Seq(_)) {
+                    ctx.err(&item.origin, &ipath, "empty entry: expected a process name");
+                }
+            }
+            Got::Bad => {}
+        }
+    }
+}
+
+fn command_origin(entries: &[Entry]) -> Origin {
+    entries
+        .iter()
+        .find(|e| e.key == "command")
+        .map(|e| e.value.origin.clone())
+        .unwrap_or(Origin::Env(String::new()))
+}
+
+fn parse_shutdown(node: &Node, path: &str, ctx: &mut Ctx<'_>, s: &mut Shutdown) {
+    let Some(entries) = ctx.map(node, path) else {
+        return;
+    };
+    for e in entries {
+        let kpath = join(path, &e.key);
+        match e.key.as_str() {
+            "signal" => match ctx.text(&e.value, &kpath, "a signal name") {
+                Got::Val(v) => match parse_signal(&v) {
+                    Ok(sig) => s.signal = sig,
+                    Err(m) => ctx.err(&e.value.origin, &kpath, m),
+                },
+                Got::Null | Got::Bad => {}
+            },
+            "timeout" => {
+                if let Got::Val(d) = ctx.duration(&e.value, &kpath) {
+                    s.timeout = Some(d);
+                }
+            }
+            _ => ctx.unknown_key(e, path, SHUTDOWN_KEYS, ""),
+        }
+    }
+}

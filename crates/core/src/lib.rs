@@ -35,7 +35,6 @@
 //! without allocating in the child) and one log writer thread (`logs.rs`).
 
 pub mod backoff;
-mod cfgshim;
 mod effects;
 pub mod health;
 pub mod logs;

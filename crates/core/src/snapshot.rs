@@ -211,7 +211,7 @@ impl Snapshot {
         if let Some(p) = self.processes.iter().find(|p| &*p.name == name) {
             return Some(Target::Process(p));
         }
-        let (pname, n) = crate::cfgshim::split_instance_name(name)?;
+        let (pname, n) = phpeek_config::split_instance_name(name)?;
         let p = self.processes.iter().find(|p| &*p.name == pname)?;
         let i = p.instances.iter().find(|i| i.number == n)?;
         Some(Target::Instance(p, i))

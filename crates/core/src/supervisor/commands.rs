@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use crate::cfgshim::CheckScale;
 
 use super::messages::{Action, ActionDone, CommandError, Reply, Request, ScaleOutcome};
 use super::model::{DepGate, Intent, RunState};
@@ -93,7 +92,7 @@ impl<E: Effects> Supervisor<E> {
         if let Some(p) = self.processes.get(name) {
             return Ok((Arc::clone(&p.name), Selection::Process));
         }
-        if let Some((pname, n)) = crate::cfgshim::split_instance_name(name) {
+        if let Some((pname, n)) = phpeek_config::split_instance_name(name) {
             if let Some(p) = self.processes.get(pname) {
                 if p.instances.contains_key(&n) {
                     return Ok((Arc::clone(&p.name), Selection::Instance(n)));

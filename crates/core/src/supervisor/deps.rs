@@ -53,7 +53,7 @@ pub(crate) fn evaluate_gate(
         return GateDecision::Fail(format!(
             "dependency {} not ready after {}",
             missing.join(", "),
-            crate::cfgshim::format_duration(timeout)
+            phpeek_config::format_duration(timeout)
         ));
     }
     GateDecision::Wait

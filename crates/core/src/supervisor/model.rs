@@ -139,7 +139,7 @@ impl Instance {
     pub(crate) fn new(process: &str, number: u32) -> Self {
         Instance {
             number,
-            name: Arc::from(format!("{process}-{number}")),
+            name: Arc::from(phpeek_config::instance_name(process, number)),
             run: RunState::Starting,
             intent: Intent::Run,
             spawn_gen: 0,

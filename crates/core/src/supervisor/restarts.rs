@@ -227,7 +227,7 @@ impl<E: Effects> Supervisor<E> {
                 inst.run = RunState::Backoff { reason };
                 inst.reason = Some(format!(
                     "{why}; restarting in {}",
-                    crate::cfgshim::format_duration(delay)
+                    phpeek_config::format_duration(delay)
                 ));
                 let timer = Timer {
                     at: InstanceRef {

@@ -125,7 +125,7 @@ impl<E: Effects> Supervisor<E> {
                 return;
             };
             if let Some((cur, status)) = cur_status {
-                let name = crate::cfgshim::instance_name(pname, cur);
+                let name = phpeek_config::instance_name(pname, cur);
                 match rollout_step(&name, &status) {
                     RolloutStep::Wait => return,
                     RolloutStep::Halt(why) => {

@@ -148,7 +148,7 @@ impl<E: Effects> Supervisor<E> {
                 let command = self
                     .processes
                     .get(pname)
-                    .map(|p| shorten(&p.cfg.command.join(" "), 200))
+                    .map(|p| phpeek_config::shorten(&p.cfg.command.join(" "), 201))
                     .unwrap_or_default();
                 let Some(inst) = self.instance_mut(pname, n) else {
                     return;
@@ -166,13 +166,5 @@ impl<E: Effects> Supervisor<E> {
             }
         }
         self.advance_rollout(pname);
-    }
-}
-
-/// At most `max` characters of `s`, marked when cut.
-fn shorten(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", s.get(..at).unwrap_or(s)),
-        None => s.to_string(),
     }
 }

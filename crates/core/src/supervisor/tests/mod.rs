@@ -242,7 +242,7 @@ impl Rig {
 
     /// A probe result for the current run of `instance`.
     pub fn probe(&mut self, instance: &str, ok: bool) {
-        let (process, number) = crate::cfgshim::split_instance_name(instance)
+        let (process, number) = phpeek_config::split_instance_name(instance)
             .unwrap_or_else(|| panic!("not an instance name: {instance}"));
         let gen = self
             .sup
@@ -255,7 +255,7 @@ impl Rig {
     }
 
     pub fn probe_gen(&mut self, instance: &str, gen: u64, ok: bool) {
-        let (process, number) = crate::cfgshim::split_instance_name(instance)
+        let (process, number) = phpeek_config::split_instance_name(instance)
             .unwrap_or_else(|| panic!("not an instance name: {instance}"));
         self.deliver(Msg::Probe(ProbeReport {
             at: InstanceRef {

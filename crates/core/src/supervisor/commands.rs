@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-
 use super::messages::{Action, ActionDone, CommandError, Reply, Request, ScaleOutcome};
 use super::model::{DepGate, Intent, RunState};
 use super::{Effects, Supervisor};

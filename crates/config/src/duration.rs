@@ -53,6 +53,34 @@ pub(crate) fn parse_duration(input: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms as u64))
 }
 
+/// Parses a size in bytes: a plain number, or a number with a unit: `B`,
+/// `KiB`/`K`, `MiB`/`M`, `GiB`/`G` (powers of 1024) or `KB`, `MB`, `GB`
+/// (powers of 1000), any case. The error is a sentence fragment.
+pub(crate) fn parse_size(input: &str) -> Result<u64, String> {
+    let s = input.trim();
+    let hint = "expected a size like `8MiB`, `512KiB`, `1GiB` or a number of bytes";
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    if number.is_empty() {
+        return Err(format!("`{s}` is not a size: {hint}"));
+    }
+    let factor: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("`{s}` has an unknown unit `{other}`: {hint}")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
 /// The one signal table: names as printed (`SIGTERM`) and their numbers.
 /// The file also accepts a name without `SIG` and in any case.
 const SIGNALS: &[(&str, i32)] = &[

@@ -63,6 +63,18 @@ scalar_schema!(
     ] })
 );
 scalar_schema!(
+    SizeText,
+    "Size",
+    json!({
+        "description": "a size: `8MiB`, `512KiB`, `1GiB`, `16MB`, or a number of bytes",
+        "anyOf": [
+            { "type": "integer", "minimum": 65536, "maximum": 1073741824 },
+            { "type": "string", "pattern": r"^\s*\d+\s*([bB]|[kKmMgG]([iI]?[bB])?)?\s*$" },
+            var_string()
+        ]
+    })
+);
+scalar_schema!(
     DurationText,
     "Duration",
     json!({
@@ -170,6 +182,9 @@ struct FileGlobal {
     max_restart_attempts: Option<Count>,
     /// How long a dependent waits for its dependencies (default 5m).
     dependency_timeout: Option<DurationText>,
+    /// Child output held while the manager's stdout is slow (default 8MiB;
+    /// 64KiB to 1GiB); when full, children block on their pipes.
+    log_buffer: Option<SizeText>,
 }
 
 #[derive(JsonSchema)]

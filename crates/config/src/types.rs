@@ -47,7 +47,15 @@ pub struct Global {
     pub max_restart_attempts: u32,
     #[serde(with = "duration_text")]
     pub dependency_timeout: Duration,
+    /// Bytes of child output read and not yet written, across all
+    /// instances and both streams; when full, children wait.
+    pub log_buffer: u64,
 }
+
+/// Default of `global.log_buffer`: 8 MiB.
+pub const DEFAULT_LOG_BUFFER: u64 = 8 << 20;
+/// Bounds of `global.log_buffer`.
+pub const LOG_BUFFER_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(1 << 30);
 
 impl Default for Global {
     fn default() -> Self {
@@ -70,6 +78,7 @@ impl Default for Global {
             restart_backoff_max: Duration::from_secs(60),
             max_restart_attempts: 0,
             dependency_timeout: Duration::from_secs(300),
+            log_buffer: DEFAULT_LOG_BUFFER,
         }
     }
 }

@@ -614,3 +614,38 @@ fn json_schema_describes_the_file() {
     assert!(text.contains("\"$schema\""));
     assert!(s.pointer("/properties/processes").is_some());
 }
+
+#[test]
+fn log_buffer_takes_sizes_and_refuses_zero_garbage_and_huge() {
+    let none = env(&[]);
+    assert_eq!(ok(WEB, &none).global.log_buffer, 8 << 20);
+    for (text, bytes) in [
+        ("16MiB", 16u64 << 20),
+        ("512k", 512 << 10),
+        ("1GiB", 1 << 30),
+        ("100000", 100_000),
+        ("2MB", 2_000_000),
+    ] {
+        let c = ok(&format!("global:\n  log_buffer: {text}\n{WEB}"), &none);
+        assert_eq!(c.global.log_buffer, bytes, "{text}");
+    }
+    for (text, want) in [
+        ("0", "outside 64KiB..=1GiB"),
+        ("lots", "is not a size"),
+        ("2GiB", "outside"),
+        ("8 parsecs", "unknown unit"),
+    ] {
+        let e = errs(&format!("global:\n  log_buffer: {text}\n{WEB}"), &none).to_string();
+        assert!(
+            e.contains("2:15: global.log_buffer:") && e.contains(want),
+            "{text}: {e}"
+        );
+    }
+    let over = env(&[("PHPEEK_PM_GLOBAL_LOG_BUFFER", "1MiB")]);
+    assert_eq!(ok(WEB, &over).global.log_buffer, 1 << 20);
+    let back = ok(
+        &to_yaml(&ok(&format!("global:\n  log_buffer: 3MiB\n{WEB}"), &none)),
+        &none,
+    );
+    assert_eq!(back.global.log_buffer, 3 << 20, "round trip");
+}

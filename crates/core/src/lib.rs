@@ -221,9 +221,11 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     let registry = Arc::new(ChildRegistry::new());
     let spawner = Spawner::start(Arc::clone(&registry), limits, 4)
         .map_err(|e| StartError::Thread("spawner", e))?;
-    let (logs, log_writer) =
-        logs::LogHub::start(config.global.log_format, logs::DEFAULT_LOG_BUFFER)
-            .map_err(|e| StartError::Thread("log writer", e))?;
+    let (logs, log_writer) = logs::LogHub::start(
+        config.global.log_format,
+        usize::try_from(config.global.log_buffer).unwrap_or(usize::MAX),
+    )
+    .map_err(|e| StartError::Thread("log writer", e))?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));

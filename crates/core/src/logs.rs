@@ -104,9 +104,6 @@ pub struct LogHub {
     budget_bytes: u32,
 }
 
-/// Default of `global.log_buffer`.
-pub const DEFAULT_LOG_BUFFER: usize = 8 << 20;
-
 /// Formats a timestamp as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_millis(ts: SystemTime) -> String {
     let dt: chrono::DateTime<chrono::Utc> = ts.into();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::reader::{join, set, shorten, Ctx, Got};
 use super::{GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
 use crate::tree::{Node, Origin};
-use crate::{Global, LogFormat, LogLevel};
+use crate::{Global, LogFormat, LogLevel, LOG_BUFFER_RANGE};
 
 pub(super) fn parse_global(node: &Node, ctx: &mut Ctx<'_>, g: &mut Global) -> Option<Origin> {
     let entries = ctx.map(node, "global")?;
@@ -79,6 +79,14 @@ pub(super) fn parse_global(node: &Node, ctx: &mut Ctx<'_>, g: &mut Global) -> Op
                 ctx.u32(n, &path, u64::from(u32::MAX)),
             ),
             "dependency_timeout" => set(&mut g.dependency_timeout, ctx.duration(n, &path)),
+            "log_buffer" => match ctx.size(n, &path) {
+                Got::Val(v) if !LOG_BUFFER_RANGE.contains(&v) => ctx.err(
+                    &n.origin,
+                    &path,
+                    format!("{v} bytes is outside 64KiB..=1GiB (the default is 8MiB)"),
+                ),
+                got => set(&mut g.log_buffer, got),
+            },
             _ => {
                 let extra = if PROCESS_KEYS.contains(&e.key.as_str()) {
                     " (this is a process setting: put it under `processes.<name>:`)"

@@ -80,6 +80,7 @@ pub(crate) const GLOBAL_KEYS: &[&str] = &[
     "restart_backoff_max",
     "max_restart_attempts",
     "dependency_timeout",
+    "log_buffer",
 ];
 pub(crate) const PROCESS_KEYS: &[&str] = &[
     "enabled",

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::duration::parse_duration;
+use crate::duration::{parse_duration, parse_size};
 use crate::substitute::substitute;
 use crate::suggest;
 use crate::text::is_null_literal;
@@ -181,6 +181,20 @@ impl<'e> Ctx<'e> {
     pub(super) fn u16(&mut self, node: &Node, path: &str) -> Got<u16> {
         match self.uint(node, path, u64::from(u16::MAX)) {
             Got::Val(v) => u16::try_from(v).map(Got::Val).unwrap_or(Got::Bad),
+            Got::Null => Got::Null,
+            Got::Bad => Got::Bad,
+        }
+    }
+
+    pub(super) fn size(&mut self, node: &Node, path: &str) -> Got<u64> {
+        match self.text(node, path, "a size") {
+            Got::Val(s) => match parse_size(&s) {
+                Ok(v) => Got::Val(v),
+                Err(m) => {
+                    self.err(&node.origin, path, m);
+                    Got::Bad
+                }
+            },
             Got::Null => Got::Null,
             Got::Bad => Got::Bad,
         }

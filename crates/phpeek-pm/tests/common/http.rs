@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client for loopback tests, and the manager's API
 //! through it (raw and decoded into the wire types).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
@@ -97,6 +98,13 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// Pids by instance name, of the instances that have one.
+pub fn pid_map(list: Vec<InstanceInfo>) -> BTreeMap<String, i32> {
+    list.into_iter()
+        .filter_map(|i| Some((i.name, i.pid?)))
+        .collect()
+}
+
 /// Decodes a JSON body, naming it in the panic when it does not fit `T`.
 pub fn decode<T: DeserializeOwned>(body: &str) -> T {
     serde_json::from_str(body)
@@ -149,6 +157,11 @@ impl Manager {
         let mut all = self.instances();
         all.retain(|i| i.process == process);
         all
+    }
+
+    /// Pids by instance name of the instances of `process` that have one.
+    pub fn pids(&mut self, process: &str) -> BTreeMap<String, i32> {
+        pid_map(self.instances_of(process))
     }
 
     /// `GET /api/v1/processes/{name}` where `name` is a process.

@@ -1,14 +1,15 @@
 //! Waiting for conditions: a generic poll with a deadline, and typed
 //! predicates over the API's wire types.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use phpeek_wire::{InstanceInfo, InstanceState, ProcessInfo};
+use phpeek_wire::{Health, InstanceInfo, InstanceState, ProcessInfo};
 use serde::de::DeserializeOwned;
 
-use super::Manager;
+use super::{pid_map, Manager};
 
 /// Generous: tests must pass on a loaded 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -107,6 +108,24 @@ impl Manager {
                     .filter_map(|i| Some((i.name.clone(), i.pid?)))
                     .collect();
                 (running.len() == n && all.len() == n).then_some(running)
+            },
+        )
+    }
+
+    /// Waits until `process` has exactly `n` instances, all running and
+    /// healthy, and returns their pids by instance name (from the same
+    /// listing).
+    pub fn wait_healthy(&mut self, process: &str, n: usize) -> BTreeMap<String, i32> {
+        wait_for(
+            &format!("{n} healthy instances of {process}"),
+            DEADLINE,
+            || {
+                let list = self.instances_of(process);
+                (list.len() == n
+                    && list
+                        .iter()
+                        .all(|i| i.state == InstanceState::Running && i.health == Health::Healthy))
+                .then(|| pid_map(list))
             },
         )
     }

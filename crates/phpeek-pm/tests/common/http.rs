@@ -29,15 +29,27 @@ impl Response {
     }
 }
 
-/// Sends one request over a fresh connection and reads the whole answer.
+/// Sends one request over a fresh connection and reads the whole answer;
+/// panics when the connection fails.
 pub fn send(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Response {
+    try_send(method, url, body, headers).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// [`send`], returning a failed connection (refused, reset) as an error,
+/// for waits that must ride one out.
+pub fn try_send(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut stream = TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(DEADLINE))?;
     let body = body.unwrap_or("");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -48,9 +60,9 @@ pub fn send(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)
     }
     req.push_str("\r\n");
     req.push_str(body);
-    stream.write_all(req.as_bytes()).unwrap();
+    stream.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -61,7 +73,7 @@ pub fn send(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    Response {
+    Ok(Response {
         status,
         head: head.to_string(),
         body: if chunked {
@@ -69,7 +81,7 @@ pub fn send(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)
         } else {
             body.to_string()
         },
-    }
+    })
 }
 
 /// [`send`], keeping only (status, body).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use phpeek_wire::{Health, InstanceInfo, InstanceState, ProcessInfo};
 use serde::de::DeserializeOwned;
 
-use super::{pid_map, Manager};
+use super::{decode, pid_map, Manager};
 
 /// Generous: tests must pass on a loaded 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -70,24 +70,32 @@ impl Manager {
         self.wait_answer(&path, pred)
     }
 
-    /// Polls `GET path` until its decoded answer satisfies `pred`; the panic
-    /// on timeout shows the last answer.
+    /// Polls `GET path` until its decoded answer satisfies `pred`. A 404
+    /// counts as "not there yet" (a loaded manager may answer before it
+    /// lists every instance); any other status than 200 fails. The panic on
+    /// timeout shows the last answer.
     fn wait_answer<T: DeserializeOwned + Debug>(
         &mut self,
         path: &str,
         mut pred: impl FnMut(&T) -> bool,
     ) -> T {
-        let mut last = None;
+        let mut last = String::new();
         let found = poll(DEADLINE, || {
-            let v: T = self.get_as(path);
+            let (status, body) = self.get(path);
+            if status == 404 {
+                last = format!("404 {body}");
+                return None;
+            }
+            assert_eq!(status, 200, "GET {path}: {body}");
+            let v: T = decode(&body);
             if pred(&v) {
                 return Some(v);
             }
-            last = Some(v);
+            last = format!("{v:#?}");
             None
         });
         found.unwrap_or_else(|| {
-            panic!("timed out after {DEADLINE:?} waiting on GET {path}; last answer: {last:#?}")
+            panic!("timed out after {DEADLINE:?} waiting on GET {path}; last answer: {last}")
         })
     }
 

@@ -10,6 +10,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use phpeek_config::Env;
+use phpeek_wire::{
+    ActionResponse, ErrorResponse, Health, InstanceInfo, LogLine, LogsResponse, ProcessInfo,
+    ReloadResponse, ScaleResponse,
+};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A failed client action, with the exit code it maps to.
@@ -104,12 +109,12 @@ impl Client {
         })
     }
 
-    async fn call(
+    async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<(u16, Value), Failure> {
+    ) -> Result<T, Failure> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -126,30 +131,58 @@ impl Client {
             .text()
             .await
             .map_err(|e| Failure::action(format!("broken answer from {url}: {e}")))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
-            let mut msg = value["error"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| value.to_string());
-            if let Some(errors) = value["errors"].as_array() {
-                for e in errors {
-                    msg.push_str("\n  ");
-                    msg.push_str(e.as_str().unwrap_or_default());
-                }
-            }
-            return Err(Failure::action(format!("{msg} (HTTP {status})")));
+            return Err(Failure::action(format!(
+                "{} (HTTP {status})",
+                error_message(&text)
+            )));
         }
-        Ok((status, value))
+        serde_json::from_str(&text)
+            .map_err(|e| Failure::action(format!("unexpected answer from {url}: {e}")))
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
-        Ok(self.call(reqwest::Method::GET, path, None).await?.1)
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        self.call(reqwest::Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: Option<String>) -> Result<Value, Failure> {
-        Ok(self.call(reqwest::Method::POST, path, body).await?.1)
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<T, Failure> {
+        self.call(reqwest::Method::POST, path, body).await
     }
+}
+
+/// The message of an error answer: the API's `error` with any config
+/// `errors` listed below it, or the body itself when it is not an
+/// [`ErrorResponse`].
+fn error_message(text: &str) -> String {
+    if let Ok(e) = serde_json::from_str::<ErrorResponse>(text) {
+        let mut msg = e.error;
+        for line in &e.errors {
+            msg.push_str("\n  ");
+            msg.push_str(line);
+        }
+        return msg;
+    }
+    serde_json::from_str::<Value>(text)
+        .unwrap_or_else(|_| Value::String(text.to_string()))
+        .to_string()
+}
+
+/// The API's word for a health value.
+pub fn health_word(h: Health) -> &'static str {
+    match h {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+        Health::Unknown => "unknown",
+    }
+}
+
+/// `-` for nothing, the value otherwise.
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 fn fmt_uptime(secs: u64) -> String {
@@ -162,7 +195,7 @@ fn fmt_uptime(secs: u64) -> String {
 }
 
 /// Renders the instance array as a table.
-pub fn status_table(instances: &[Value]) -> String {
+pub fn status_table(instances: &[InstanceInfo]) -> String {
     let headers = [
         "INSTANCE",
         "STATE",
@@ -175,22 +208,14 @@ pub fn status_table(instances: &[Value]) -> String {
     let rows: Vec<[String; 7]> = instances
         .iter()
         .map(|i| {
-            let opt = |v: &Value| match v {
-                Value::Null => "-".to_string(),
-                v => v.to_string(),
-            };
             [
-                i["name"].as_str().unwrap_or("?").to_string(),
-                i["state"].as_str().unwrap_or("?").to_string(),
-                opt(&i["pid"]),
-                if i["pid"].is_null() {
-                    "-".into()
-                } else {
-                    fmt_uptime(i["uptime"].as_u64().unwrap_or(0))
-                },
-                opt(&i["restarts"]),
-                i["health"].as_str().unwrap_or("?").to_string(),
-                opt(&i["last_exit_code"]),
+                i.name.clone(),
+                i.state.as_str().to_string(),
+                or_dash(i.pid),
+                or_dash(i.pid.map(|_| fmt_uptime(i.uptime))),
+                i.restarts.to_string(),
+                health_word(i.health).to_string(),
+                or_dash(i.last_exit_code),
             ]
         })
         .collect();
@@ -219,15 +244,16 @@ pub fn status_table(instances: &[Value]) -> String {
 }
 
 pub async fn status(client: &Client, json: bool) -> Result<(), Failure> {
-    let list = client.get("/processes").await?;
     if json {
+        // The API's document as it came, only pretty-printed.
+        let list: Value = client.get("/processes").await?;
         println!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()
         );
         return Ok(());
     }
-    let instances = list.as_array().cloned().unwrap_or_default();
+    let instances: Vec<InstanceInfo> = client.get("/processes").await?;
     if instances.is_empty() {
         println!("no instances");
     } else {
@@ -244,10 +270,10 @@ pub async fn scale(
     timeout: Duration,
 ) -> Result<(), Failure> {
     let body = format!("{{\"desired\": {desired}}}");
-    let answer = client
+    let answer: ScaleResponse = client
         .post(&format!("/processes/{name}/scale"), Some(body))
         .await?;
-    println!("{}", answer["message"].as_str().unwrap_or("scaling"));
+    println!("{}", answer.message);
     if !wait {
         return Ok(());
     }
@@ -259,11 +285,10 @@ pub async fn scale(
     bar.set_message(format!("scaling {name} to {desired}"));
     let end = Instant::now() + timeout;
     loop {
-        let p = client.get(&format!("/processes/{name}")).await?;
-        let instances = p["instances"].as_array().map(Vec::len).unwrap_or(0);
-        let running = p["current"].as_u64().unwrap_or(0);
-        bar.set_position(running.min(u64::from(desired)));
-        if running == u64::from(desired) && instances as u64 == u64::from(desired) {
+        let p: ProcessInfo = client.get(&format!("/processes/{name}")).await?;
+        let running = p.current;
+        bar.set_position(u64::from(running.min(desired)));
+        if running == desired && p.instances.len() == desired as usize {
             bar.finish_with_message(format!("{name} runs {desired} instances"));
             return Ok(());
         }
@@ -279,51 +304,42 @@ pub async fn scale(
 }
 
 pub async fn action(client: &Client, name: &str, verb: &str) -> Result<(), Failure> {
-    let answer = client
+    let answer: ActionResponse = client
         .post(&format!("/processes/{name}/{verb}"), None)
         .await?;
-    println!(
-        "{}: {}",
-        answer["process"].as_str().unwrap_or(name),
-        answer["message"].as_str().unwrap_or("done")
-    );
+    println!("{}: {}", answer.process, answer.message);
     Ok(())
 }
 
 pub async fn reload(client: &Client) -> Result<(), Failure> {
-    let r = client.post("/reload", None).await?;
-    let list = |k: &str| {
-        let v: Vec<&str> = r[k]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if v.is_empty() {
+    let r: ReloadResponse = client.post("/reload", None).await?;
+    println!("reloaded");
+    for (k, names) in [
+        ("added", &r.added),
+        ("removed", &r.removed),
+        ("rescaled", &r.rescaled),
+        ("restarted", &r.restarted),
+        ("updated", &r.updated),
+    ] {
+        let list = if names.is_empty() {
             "-".to_string()
         } else {
-            v.join(", ")
-        }
-    };
-    println!("reloaded");
-    for k in ["added", "removed", "rescaled", "restarted", "updated"] {
-        println!("  {k:<9} {}", list(k));
+            names.join(", ")
+        };
+        println!("  {k:<9} {list}");
     }
     Ok(())
 }
 
-fn print_line(l: &Value) {
-    println!(
-        "{} [{}] {}",
-        l["ts"].as_str().unwrap_or(""),
-        l["instance"].as_str().unwrap_or("?"),
-        l["msg"].as_str().unwrap_or("")
-    );
+fn print_line(l: &LogLine) {
+    println!("{} [{}] {}", l.ts, l.instance, l.msg);
 }
 
 pub async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Result<(), Failure> {
-    let v = client
+    let v: LogsResponse = client
         .get(&format!("/processes/{name}/logs?lines={lines}"))
         .await?;
-    let mut seen: Vec<Value> = v["lines"].as_array().cloned().unwrap_or_default();
+    let mut seen = v.lines;
     for l in &seen {
         print_line(l);
     }
@@ -332,10 +348,10 @@ pub async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Re
     }
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let v = client
+        let v: LogsResponse = client
             .get(&format!("/processes/{name}/logs?lines=1000"))
             .await?;
-        let now: Vec<Value> = v["lines"].as_array().cloned().unwrap_or_default();
+        let now = v.lines;
         // New lines are those after the longest overlap with what we saw.
         let start = overlap_end(&seen, &now);
         for l in now.iter().skip(start) {
@@ -346,7 +362,7 @@ pub async fn logs(client: &Client, name: &str, lines: usize, follow: bool) -> Re
 }
 
 /// Index in `now` after which lines are new, given the previous window.
-fn overlap_end(prev: &[Value], now: &[Value]) -> usize {
+fn overlap_end(prev: &[LogLine], now: &[LogLine]) -> usize {
     let Some(last) = prev.last() else { return 0 };
     now.iter()
         .rposition(|l| l == last)
@@ -386,24 +402,58 @@ mod tests {
         assert_eq!(fmt_uptime(90000), "1d01h");
     }
 
+    fn instance(name: &str, state: &str, pid: Option<i32>, last_exit: Option<i32>) -> InstanceInfo {
+        serde_json::from_value(json!({
+            "name": name, "process": "w", "number": 1, "state": state, "pid": pid,
+            "uptime": 3, "started_at": null, "restarts": 1, "health": "unknown",
+            "last_exit_code": last_exit,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn table_has_a_row_per_instance() {
         let t = status_table(&[
-            json!({"name":"w-1","state":"running","pid":12,"uptime":3,"restarts":0,"health":"unknown","last_exit_code":null}),
-            json!({"name":"w-2","state":"stopped","pid":null,"uptime":0,"restarts":1,"health":"unknown","last_exit_code":0}),
+            instance("w-1", "running", Some(12), None),
+            instance("w-2", "stopped", None, Some(0)),
         ]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("INSTANCE"));
         assert!(lines[1].starts_with("w-1") && lines[1].contains("running"));
         assert!(lines[2].contains("stopped"));
+        // Unknown values are dashes; uptime only while there is a pid.
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["w-1", "running", "12", "3s", "1", "unknown", "-"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["w-2", "stopped", "-", "-", "1", "unknown", "0"]
+        );
+    }
+
+    #[test]
+    fn error_answers_read_as_their_message() {
+        assert_eq!(
+            error_message(r#"{"error":"config rejected","errors":["a","b"]}"#),
+            "config rejected\n  a\n  b"
+        );
+        assert_eq!(error_message(r#"{"oops":1}"#), r#"{"oops":1}"#);
+        assert_eq!(error_message("Bad Gateway"), r#""Bad Gateway""#);
     }
 
     #[test]
     fn follow_prints_only_new_lines() {
-        let a = json!({"ts":"1","msg":"a"});
-        let b = json!({"ts":"2","msg":"b"});
-        let c = json!({"ts":"3","msg":"c"});
+        let line = |ts: &str, msg: &str| LogLine {
+            ts: ts.into(),
+            instance: "w-1".into(),
+            stream: "stdout".into(),
+            msg: msg.into(),
+        };
+        let a = line("1", "a");
+        let b = line("2", "b");
+        let c = line("3", "c");
         assert_eq!(
             overlap_end(&[a.clone(), b.clone()], &[a.clone(), b.clone(), c.clone()]),
             2

@@ -7,15 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use phpeek_wire::{ActionResponse, InstanceInfo, InstanceState, ProcessInfo, ScaleResponse};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
-use serde_json::Value;
 
-use crate::client::{Client, Failure};
+use crate::client::{health_word, Client, Failure};
 
 /// One process as shown in the upper table.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,7 +26,7 @@ pub struct ProcRow {
     pub restarts: u64,
     pub cpu: f64,
     pub memory: u64,
-    pub instances: Vec<Value>,
+    pub instances: Vec<InstanceInfo>,
 }
 
 /// What the dashboard shows; built from the API's instance array.
@@ -40,7 +40,7 @@ pub struct Model {
 impl Model {
     /// Rebuilds the rows; processes seen before but now without instances
     /// (scaled to 0) stay listed so they can be scaled up again.
-    pub fn update(&mut self, instances: &[Value], desired: &BTreeMap<String, u64>) {
+    pub fn update(&mut self, instances: &[InstanceInfo], desired: &BTreeMap<String, u64>) {
         let mut by: BTreeMap<String, ProcRow> = self
             .processes
             .iter()
@@ -55,17 +55,16 @@ impl Model {
             })
             .collect();
         for i in instances {
-            let pname = i["process"].as_str().unwrap_or("?").to_string();
-            let row = by.entry(pname.clone()).or_insert_with(|| ProcRow {
-                name: pname,
+            let row = by.entry(i.process.clone()).or_insert_with(|| ProcRow {
+                name: i.process.clone(),
                 ..ProcRow::default()
             });
-            if i["state"] == "running" {
+            if i.state == InstanceState::Running {
                 row.running += 1;
             }
-            row.restarts += i["restarts"].as_u64().unwrap_or(0);
-            row.cpu += i["cpu_seconds"].as_f64().unwrap_or(0.0);
-            row.memory += i["memory_bytes"].as_u64().unwrap_or(0);
+            row.restarts += i.restarts;
+            row.cpu += i.cpu_seconds.unwrap_or(0.0);
+            row.memory += i.memory_bytes.unwrap_or(0);
             row.instances.push(i.clone());
         }
         for (name, row) in by.iter_mut() {
@@ -89,12 +88,14 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn state_style(state: &str) -> Style {
+fn state_style(state: InstanceState) -> Style {
     match state {
-        "running" => Style::default().fg(Color::Green),
-        "backoff" | "starting" | "stopping" => Style::default().fg(Color::Yellow),
-        "failed" => Style::default().fg(Color::Red),
-        _ => Style::default().fg(Color::DarkGray),
+        InstanceState::Running => Style::default().fg(Color::Green),
+        InstanceState::Backoff | InstanceState::Starting | InstanceState::Stopping => {
+            Style::default().fg(Color::Yellow)
+        }
+        InstanceState::Failed => Style::default().fg(Color::Red),
+        InstanceState::Stopped | InstanceState::Exited => Style::default().fg(Color::DarkGray),
     }
 }
 
@@ -144,23 +145,15 @@ pub fn render(frame: &mut Frame, model: &Model) {
             p.instances
                 .iter()
                 .map(|i| {
-                    let state = i["state"].as_str().unwrap_or("?").to_string();
-                    let opt = |v: &Value| {
-                        if v.is_null() {
-                            "-".to_string()
-                        } else {
-                            v.to_string()
-                        }
-                    };
                     Row::new(vec![
-                        Cell::from(i["name"].as_str().unwrap_or("?").to_string()),
-                        Cell::from(state.clone()).style(state_style(&state)),
-                        Cell::from(opt(&i["pid"])),
-                        Cell::from(format!("{}s", i["uptime"].as_u64().unwrap_or(0))),
-                        Cell::from(opt(&i["restarts"])),
-                        Cell::from(i["health"].as_str().unwrap_or("?").to_string()),
-                        Cell::from(format!("{:.1}", i["cpu_seconds"].as_f64().unwrap_or(0.0))),
-                        Cell::from(mib(i["memory_bytes"].as_u64().unwrap_or(0))),
+                        Cell::from(i.name.clone()),
+                        Cell::from(i.state.as_str()).style(state_style(i.state)),
+                        Cell::from(i.pid.map_or_else(|| "-".to_string(), |p| p.to_string())),
+                        Cell::from(format!("{}s", i.uptime)),
+                        Cell::from(i.restarts.to_string()),
+                        Cell::from(health_word(i.health)),
+                        Cell::from(format!("{:.1}", i.cpu_seconds.unwrap_or(0.0))),
+                        Cell::from(mib(i.memory_bytes.unwrap_or(0))),
                     ])
                 })
                 .collect(),
@@ -196,20 +189,17 @@ pub fn render(frame: &mut Frame, model: &Model) {
 }
 
 async fn refresh(client: &Client, model: &mut Model) -> Result<(), Failure> {
-    let list = client.get("/processes?resources=true").await?;
-    let instances = list.as_array().cloned().unwrap_or_default();
+    let instances: Vec<InstanceInfo> = client.get("/processes?resources=true").await?;
     let mut names: Vec<String> = model.processes.iter().map(|p| p.name.clone()).collect();
     for i in &instances {
-        if let Some(p) = i["process"].as_str() {
-            if !names.iter().any(|n| n == p) {
-                names.push(p.to_string());
-            }
+        if !names.contains(&i.process) {
+            names.push(i.process.clone());
         }
     }
     let mut desired = BTreeMap::new();
     for n in names {
-        if let Ok(p) = client.get(&format!("/processes/{n}")).await {
-            desired.insert(n, p["desired"].as_u64().unwrap_or(0));
+        if let Ok(p) = client.get::<ProcessInfo>(&format!("/processes/{n}")).await {
+            desired.insert(n, u64::from(p.desired));
         }
     }
     model.update(&instances, &desired);
@@ -227,26 +217,26 @@ async fn act(client: &Client, model: &mut Model, key: KeyCode) {
                 Some(format!("{{\"desired\": {}}}", p.desired + 1)),
             )
             .await
-            .map(|_| format!("scaling {} to {}", p.name, p.desired + 1)),
+            .map(|_: ScaleResponse| format!("scaling {} to {}", p.name, p.desired + 1)),
         KeyCode::Char('-') if p.desired > 0 => client
             .post(
                 &format!("/processes/{}/scale", p.name),
                 Some(format!("{{\"desired\": {}}}", p.desired - 1)),
             )
             .await
-            .map(|_| format!("scaling {} to {}", p.name, p.desired - 1)),
+            .map(|_: ScaleResponse| format!("scaling {} to {}", p.name, p.desired - 1)),
         KeyCode::Char('r') => client
             .post(&format!("/processes/{}/restart", p.name), None)
             .await
-            .map(|_| format!("restarting {}", p.name)),
+            .map(|_: ActionResponse| format!("restarting {}", p.name)),
         KeyCode::Char('s') => client
             .post(&format!("/processes/{}/stop", p.name), None)
             .await
-            .map(|_| format!("stopping {}", p.name)),
+            .map(|_: ActionResponse| format!("stopping {}", p.name)),
         KeyCode::Char('S') => client
             .post(&format!("/processes/{}/start", p.name), None)
             .await
-            .map(|_| format!("starting {}", p.name)),
+            .map(|_: ActionResponse| format!("starting {}", p.name)),
         _ => return,
     };
     model.status = match result {
@@ -311,11 +301,12 @@ mod tests {
 
     fn sample() -> Model {
         let mut m = Model::default();
-        let instances = vec![
-            json!({"name":"queue-default-1","process":"queue-default","state":"running","pid":10,"uptime":5,"restarts":1,"health":"unknown","cpu_seconds":1.5,"memory_bytes":2097152}),
-            json!({"name":"queue-default-2","process":"queue-default","state":"backoff","pid":null,"uptime":0,"restarts":3,"health":"unknown"}),
-            json!({"name":"web-1","process":"web","state":"running","pid":12,"uptime":9,"restarts":0,"health":"healthy"}),
-        ];
+        let instances: Vec<InstanceInfo> = serde_json::from_value(json!([
+            {"name":"queue-default-1","process":"queue-default","number":1,"state":"running","pid":10,"uptime":5,"started_at":1,"restarts":1,"last_exit_code":null,"health":"unknown","cpu_seconds":1.5,"memory_bytes":2097152},
+            {"name":"queue-default-2","process":"queue-default","number":2,"state":"backoff","pid":null,"uptime":0,"started_at":1,"restarts":3,"last_exit_code":1,"health":"unknown"},
+            {"name":"web-1","process":"web","number":1,"state":"running","pid":12,"uptime":9,"started_at":1,"restarts":0,"last_exit_code":null,"health":"healthy"},
+        ]))
+        .unwrap();
         let desired = BTreeMap::from([("queue-default".to_string(), 2), ("web".to_string(), 1)]);
         m.update(&instances, &desired);
         m

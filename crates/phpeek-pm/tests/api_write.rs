@@ -8,7 +8,6 @@ mod common;
 use std::io::{Read, Write};
 
 use common::*;
-use serde_json::Value;
 
 fn config(extra_globals: &str) -> String {
     format!(
@@ -22,11 +21,7 @@ fn config(extra_globals: &str) -> String {
 }
 
 fn error_of(body: &str) -> String {
-    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    v["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error field: {body}"))
-        .to_string()
+    decode::<ErrorResponse>(body).error
 }
 
 #[test]
@@ -107,7 +102,7 @@ fn tokens_are_checked_on_every_route_but_health_and_ready() {
             Some("Bearer s3cret2"),
         ] {
             let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
-            let (head, body) = http_full(
+            let Response { head, body, .. } = send(
                 method,
                 &format!("{api}{path}"),
                 Some(r#"{"desired": 3}"#),
@@ -134,7 +129,7 @@ fn tokens_are_checked_on_every_route_but_health_and_ready() {
     m.token = Some("s3cret".into());
     m.wait_running("queue-default", 2);
     // Nothing was scaled or stopped by the refused requests.
-    assert_eq!(m.get_json("/api/v1/processes/queue-default")["desired"], 2);
+    assert_eq!(m.process("queue-default").desired, 2);
 }
 
 #[test]
@@ -142,21 +137,19 @@ fn the_log_ring_returns_the_last_lines() {
     let mut m = Manager::start(&config(""));
     m.wait_running("queue-default", 2);
     let v = wait_for("both instances' lines", DEADLINE, || {
-        let v = m.get_json("/api/v1/processes/queue-default/logs?lines=10");
-        (v["lines"].as_array()?.len() >= 4).then_some(v)
+        let v: LogsResponse = m.get_as("/api/v1/processes/queue-default/logs?lines=10");
+        (v.lines.len() >= 4).then_some(v)
     });
-    assert_eq!(v["process"], "queue-default");
-    let lines = v["lines"].as_array().unwrap();
-    let msgs: Vec<&str> = lines.iter().map(|l| l["msg"].as_str().unwrap()).collect();
+    assert_eq!(v.process, "queue-default");
+    let msgs: Vec<&str> = v.lines.iter().map(|l| l.msg.as_str()).collect();
     assert!(msgs.contains(&"hello from queue-default-1"), "{msgs:?}");
     assert!(msgs.contains(&"hello from queue-default-2"), "{msgs:?}");
-    let err = lines.iter().find(|l| l["msg"] == "oops").unwrap();
-    assert_eq!(err["stream"], "stderr");
-    assert!(err["ts"].as_str().unwrap().ends_with('Z'));
-    let one = m.get_json("/api/v1/processes/queue-default-2/logs?lines=1");
-    let one = one["lines"].as_array().unwrap();
-    assert_eq!(one.len(), 1);
-    assert_eq!(one[0]["instance"], "queue-default-2");
+    let err = v.lines.iter().find(|l| l.msg == "oops").unwrap();
+    assert_eq!(err.stream, "stderr");
+    assert!(err.ts.ends_with('Z'));
+    let one: LogsResponse = m.get_as("/api/v1/processes/queue-default-2/logs?lines=1");
+    assert_eq!(one.lines.len(), 1);
+    assert_eq!(one.lines[0].instance, "queue-default-2");
     let (status, body) = m.get("/api/v1/processes/queue-default/logs?lines=abc");
     assert_eq!(status, 400);
     error_of(&body);
@@ -257,7 +250,9 @@ fn idle_connections_cannot_starve_the_manager() {
     assert!(fds < 400, "the manager holds {fds} descriptors");
     drop(idle);
     wait_for("API answers again", DEADLINE, || {
-        (http("GET", &format!("{api}/api/v1/health"), None, None).0 == 200).then_some(())
+        // A connection may still be reset while the idle ones are torn down.
+        let r = try_send("GET", &format!("{api}/api/v1/health"), None, &[]).ok()?;
+        (r.status == 200).then_some(())
     });
 }
 
@@ -304,15 +299,10 @@ fn a_stopped_instance_is_not_reported_healthy() {
 "#
     );
     let mut m = Manager::start(&yaml);
-    wait_for("w-2 healthy", DEADLINE, || {
-        (m.get_json("/api/v1/processes/w-2")["health"] == "healthy").then_some(())
-    });
+    m.wait_instance("w-2", |i| i.health == Health::Healthy);
     assert_eq!(m.post("/api/v1/processes/w-2/stop", "").0, 202);
-    let i = wait_for("w-2 stopped", DEADLINE, || {
-        let i = m.get_json("/api/v1/processes/w-2");
-        (i["state"] == "stopped").then_some(i)
-    });
-    assert_eq!(i["health"], "unknown");
+    let i = m.wait_instance("w-2", |i| i.state == InstanceState::Stopped);
+    assert_eq!(i.health, Health::Unknown);
     let metrics = http("GET", &m.metrics_url(), None, None).1;
     assert!(
         !metrics.contains("phpeek_pm_health_check_status{name=\"w\",process=\"w-2\""),

@@ -1,28 +1,26 @@
 //! SPEC §9: the client commands against a live manager.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use common::*;
 
+/// `phpeek-pm ARGS` with none of the client's variables inherited:
+/// (exit code, stdout, stderr).
 fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .env_remove("PHPEEK_PM_API_URL")
-        .env_remove("PHPEEK_PM_API_TOKEN")
-        .env_remove("PHPEEK_PM_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let run = run_cli(
+        args,
+        Path::new("."),
+        env,
+        &[
+            "PHPEEK_PM_API_URL",
+            "PHPEEK_PM_API_TOKEN",
+            "PHPEEK_PM_CONFIG",
+        ],
+    );
+    (run.code, run.stdout, run.stderr)
 }
 
 fn config() -> String {
@@ -68,21 +66,18 @@ fn status_scale_stop_start_restart_logs_reload() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Scaling from 2 to 4 instances"), "{out}");
     // --wait returned only once four run.
-    assert_eq!(m.get_json("/api/v1/processes/w")["current"], 4);
+    assert_eq!(m.process("w").current, 4);
 
     let (code, out, _) = run(&["stop", "w-4"]);
     assert_eq!(code, 0);
     assert!(out.contains("stop initiated"), "{out}");
-    wait_for("w-4 stopped", DEADLINE, || {
-        (m.get_json("/api/v1/processes/w-4")["state"] == "stopped").then_some(())
-    });
+    m.wait_instance("w-4", |i| i.state == InstanceState::Stopped);
     assert_eq!(run(&["start", "w-4"]).0, 0);
     m.wait_running("w", 4);
-    let before = m.get_json("/api/v1/processes/w-1")["pid"].clone();
+    let before = m.instance("w-1").pid;
     assert_eq!(run(&["restart", "w-1"]).0, 0);
-    wait_for("w-1 restarted", DEADLINE, || {
-        let i = m.get_json("/api/v1/processes/w-1");
-        (i["pid"] != before && i["state"] == "running").then_some(())
+    m.wait_instance("w-1", |i| {
+        i.pid != before && i.state == InstanceState::Running
     });
 
     let (code, out, _) = run(&["logs", "w-2", "-n", "5"]);

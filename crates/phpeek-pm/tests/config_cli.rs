@@ -145,7 +145,7 @@ fn scale_override_from_the_environment_is_applied_at_run_time() {
     );
     let running = m.wait_running("queue-default", 3);
     assert_eq!(running.len(), 3);
-    assert_eq!(m.process("queue-default")["desired"], 3);
+    assert_eq!(m.process("queue-default").desired, 3);
 }
 
 #[test]
@@ -346,15 +346,15 @@ fn a_missing_command_does_not_stop_the_manager() {
     );
     let mut m = Manager::start(&yaml);
     let (_, good_pid) = m.wait_running("good", 1).remove(0);
-    let bad = wait_for("bad-1 in backoff or failed with a reason", DEADLINE, || {
-        let i = m.process("bad-1");
-        let state_ok = i["state"] == "backoff" || i["state"] == "failed";
-        let reason_ok = i["reason"]
-            .as_str()
+    let bad = m.wait_instance("bad-1", |i| {
+        let state_ok = matches!(i.state, InstanceState::Backoff | InstanceState::Failed);
+        let reason_ok = i
+            .reason
+            .as_deref()
             .is_some_and(|r| r.contains("/nonexistent/prog"));
-        (state_ok && reason_ok).then_some(i)
+        state_ok && reason_ok
     });
-    assert!(bad["pid"].is_null(), "{bad}");
+    assert!(bad.pid.is_none(), "{bad:?}");
     let err = m.wait_stderr("/nonexistent/prog");
     let about: Vec<&str> = err
         .lines()
@@ -374,7 +374,7 @@ fn a_missing_command_does_not_stop_the_manager() {
     );
     assert!(m.running(), "the manager keeps running");
     assert!(alive(good_pid), "the healthy process keeps running");
-    assert_eq!(m.process("good")["current"], 1);
+    assert_eq!(m.process("good").current, 1);
 }
 
 #[test]
@@ -390,15 +390,14 @@ fn a_missing_command_with_restart_never_is_failed_and_reported_once() {
     );
     let mut m = Manager::start(&yaml);
     m.wait_running("good", 1);
-    let bad = wait_for("bad-1 failed", DEADLINE, || {
-        let i = m.process("bad-1");
-        (i["state"] == "failed" || i["state"] == "exited").then_some(i)
+    let bad = m.wait_instance("bad-1", |i| {
+        matches!(i.state, InstanceState::Failed | InstanceState::Exited)
     });
     assert!(
-        bad["reason"]
-            .as_str()
+        bad.reason
+            .as_deref()
             .is_some_and(|r| r.contains("/nonexistent/prog")),
-        "{bad}"
+        "{bad:?}"
     );
     let err = m.wait_stderr("/nonexistent/prog");
     let n = err
@@ -428,14 +427,14 @@ fn an_unknown_user_is_not_started_and_the_manager_keeps_running() {
         );
     });
     let (_, good_pid) = m.wait_running("good", 1).remove(0);
-    let ghost = wait_for("ghost-1 not started, with a reason", DEADLINE, || {
-        let i = m.process("ghost-1");
-        let reason_ok = i["reason"]
-            .as_str()
+    let ghost = m.wait_instance("ghost-1", |i| {
+        let reason_ok = i
+            .reason
+            .as_deref()
             .is_some_and(|r| r.contains("no-such-user-xyz"));
-        (reason_ok && i["pid"].is_null()).then_some(i)
+        reason_ok && i.pid.is_none()
     });
-    assert_ne!(ghost["state"], "running", "{ghost}");
+    assert_ne!(ghost.state, InstanceState::Running, "{ghost:?}");
     let err = m.wait_stderr("no-such-user-xyz");
     assert!(
         err.lines()

@@ -1,5 +1,5 @@
 //! Issue 4 / SPEC §3–4: health checks, readiness, dependency order by
-//! health, hot reload, rolling restarts gated on health.
+//! health. Reload and rolling restarts are in `reload.rs` and `rollout.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 mod common;
@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 
 use common::*;
-use serde_json::Value;
 
 /// A base port such that base+1..=base+n are free on loopback right now.
 fn free_port_base(n: u16) -> u16 {
@@ -44,33 +43,6 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
-fn pids(m: &mut Manager, process: &str) -> BTreeMap<String, i64> {
-    m.instances()
-        .into_iter()
-        .filter(|i| i["process"] == process)
-        .filter_map(|i| Some((i["name"].as_str()?.to_string(), i["pid"].as_i64()?)))
-        .collect()
-}
-
-fn wait_healthy(m: &mut Manager, process: &str, n: usize) -> BTreeMap<String, i64> {
-    wait_for(
-        &format!("{n} healthy instances of {process}"),
-        DEADLINE,
-        || {
-            let list: Vec<Value> = m
-                .instances()
-                .into_iter()
-                .filter(|i| i["process"] == process)
-                .collect();
-            (list.len() == n
-                && list
-                    .iter()
-                    .all(|i| i["state"] == "running" && i["health"] == "healthy"))
-            .then(|| pids(m, process))
-        },
-    )
-}
-
 #[test]
 fn an_http_instance_answering_500_is_restarted_and_its_siblings_are_not() {
     let base = free_port_base(3);
@@ -92,22 +64,17 @@ fn an_http_instance_answering_500_is_restarted_and_its_siblings_are_not() {
     let mut m = Manager::start_with(&yaml, &[], |dir| {
         std::fs::write(dir.join("server.py"), HTTP_SERVER).unwrap();
     });
-    let before = wait_healthy(&mut m, "api", 3);
+    let before = m.wait_healthy("api", 3);
     // A slow start on a loaded machine may already have cost a restart.
-    let restarts_before = m.get_json("/api/v1/processes/api-2")["restarts"]
-        .as_u64()
-        .unwrap();
+    let restarts_before = m.instance("api-2").restarts;
     std::fs::write(m.path("sick-api-2"), "").unwrap();
-    let i = wait_for("api-2 restarted", DEADLINE, || {
-        let i = m.get_json("/api/v1/processes/api-2");
-        (i["restarts"].as_u64()? > restarts_before).then_some(i)
-    });
-    assert_ne!(i["pid"].as_i64(), Some(before["api-2"]));
+    let i = m.wait_instance("api-2", |i| i.restarts > restarts_before);
+    assert_ne!(i.pid, Some(before["api-2"]));
     std::fs::remove_file(m.path("sick-api-2")).unwrap();
-    let after = wait_healthy(&mut m, "api", 3);
+    let after = m.wait_healthy("api", 3);
     assert_eq!(after["api-1"], before["api-1"]);
     assert_eq!(after["api-3"], before["api-3"]);
-    assert!(!alive(before["api-2"] as i32));
+    assert!(!alive(before["api-2"]));
     let metrics = http("GET", &m.metrics_url(), None, None).1;
     let health_restarts: f64 = metrics
         .lines()
@@ -151,13 +118,11 @@ fn a_hung_exec_probe_is_cut_at_its_timeout() {
 "#
     );
     let mut m = Manager::start(&yaml);
-    let i = wait_for("restart by health check", DEADLINE, || {
-        let i = m.get_json("/api/v1/processes/w-1");
-        (i["restarts"].as_u64()? >= 1).then_some(i)
-    });
+    let i = m.wait_instance("w-1", |i| i.restarts >= 1);
     assert_eq!(
-        i["health"], "unknown",
-        "a restarted instance starts unknown: {i}"
+        i.health,
+        Health::Unknown,
+        "a restarted instance starts unknown: {i:?}"
     );
     m.wait_stderr("did not finish within");
     // Killed probes were reaped, not left behind: at most the one in flight.
@@ -196,12 +161,10 @@ fn dependents_wait_for_a_healthy_dependency() {
 "#
     );
     let mut m = Manager::start(&yaml);
-    let p = wait_for("app waiting while db is not healthy", DEADLINE, || {
-        let p = m.get_json("/api/v1/processes/app");
-        (p["state"] == "waiting").then_some(p)
-    });
-    assert!(p["reason"].as_str().unwrap().contains("db"));
-    wait_healthy(&mut m, "db", 1);
+    // Waiting while db is not healthy.
+    let p = m.wait_process("app", |p| p.state == ProcessState::Waiting);
+    assert!(p.reason.as_deref().unwrap().contains("db"));
+    m.wait_healthy("db", 1);
     m.wait_running("app", 1);
     let order = wait_file(&m.path("order"), |s| s.lines().count() == 2);
     let t: BTreeMap<&str, f64> = order
@@ -232,203 +195,15 @@ fn ready_flips_from_503_to_200() {
     m.wait_running("web", 2);
     let (status, body) = m.get("/api/v1/ready");
     assert_eq!(status, 503, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["status"], "not ready");
-    assert!(
-        v["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r.as_str().unwrap().contains("web-1")),
-        "{v}"
-    );
+    let v: ReadyResponse = decode(&body);
+    assert_eq!(v.status, "not ready");
+    assert!(v.reasons.iter().any(|r| r.contains("web-1")), "{v:?}");
     std::fs::write(m.path("ready"), "").unwrap();
     wait_for("ready 200", DEADLINE, || {
         (m.get("/api/v1/ready").0 == 200).then_some(())
     });
-    let v = m.get_json("/api/v1/ready");
-    assert_eq!(v["status"], "ready");
+    let v: ReadyResponse = m.get_as("/api/v1/ready");
+    assert_eq!(v.status, "ready");
     // Liveness never depended on it.
     assert_eq!(m.get("/api/v1/health").0, 200);
-}
-
-fn reload_config(extra: &str, worker_scale: u32, worker_cmd: &str) -> String {
-    format!(
-        r#"{TEST_GLOBALS}processes:
-  keep:
-    command: ["sleep", "300"]
-    scale: 2
-  worker:
-    command: ["sh", "-c", "{worker_cmd}"]
-    scale: {worker_scale}
-{extra}"#
-    )
-}
-
-#[test]
-fn reload_adds_removes_rescales_and_rolls_only_what_changed() {
-    let v1 = reload_config(
-        "  old:\n    command: [\"sleep\", \"300\"]\n",
-        2,
-        "exec sleep 301",
-    );
-    let mut m = Manager::start(&v1);
-    let keep = m.wait_running("keep", 2);
-    m.wait_running("worker", 2);
-    m.wait_running("old", 1);
-    let old_pid = pids(&mut m, "old")["old-1"];
-
-    // Rescale keep, change worker's command, drop old, add new.
-    let v2 = reload_config(
-        "  new:\n    command: [\"sleep\", \"300\"]\n",
-        2,
-        "exec sleep 302",
-    )
-    .replace("    scale: 2\n  worker", "    scale: 3\n  worker");
-    std::fs::write(&m.config, &v2).unwrap();
-    let (status, body) = m.post("/api/v1/reload", "");
-    assert_eq!(status, 202, "{body}");
-    let r: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(r["added"], serde_json::json!(["new"]));
-    assert_eq!(r["removed"], serde_json::json!(["old"]));
-    assert_eq!(r["rescaled"], serde_json::json!(["keep"]));
-    assert_eq!(r["restarted"], serde_json::json!(["worker"]));
-
-    m.wait_running("new", 1);
-    let keep3 = m.wait_running("keep", 3);
-    for (name, pid) in &keep {
-        assert!(keep3.contains(&(name.clone(), *pid)), "{name} was touched");
-    }
-    wait_for("old removed", DEADLINE, || {
-        (m.get("/api/v1/processes/old").0 == 404).then_some(())
-    });
-    assert!(!alive(old_pid as i32));
-    wait_for("worker rolled onto the new command", DEADLINE, || {
-        let w = pids(&mut m, "worker");
-        let all_new = w.len() == 2
-            && w.values().all(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .unwrap_or_default()
-                    .contains("302")
-            });
-        all_new.then_some(())
-    });
-}
-
-#[test]
-fn a_broken_file_is_rejected_and_nothing_changes() {
-    let v1 = reload_config("", 2, "exec sleep 301");
-    let mut m = Manager::start(&v1);
-    let keep = m.wait_running("keep", 2);
-    let worker = m.wait_running("worker", 2);
-    std::fs::write(
-        &m.config,
-        v1.replace("scale: 2", "scael: 2")
-            .replace("sleep 301", "sleep 309")
-            + "  bad name:\n    command: []\n",
-    )
-    .unwrap();
-    let (status, body) = m.post("/api/v1/reload", "");
-    assert_eq!(status, 400, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["error"], "config rejected");
-    let errors = v["errors"].as_array().unwrap();
-    assert!(errors.len() >= 2, "{v}");
-    assert!(
-        errors.iter().any(|e| e.as_str().unwrap().contains("scael")),
-        "{v}"
-    );
-    assert_eq!(m.wait_running("keep", 2), keep);
-    assert_eq!(m.wait_running("worker", 2), worker);
-    m.wait_stderr("reload rejected");
-
-    // The same through SIGHUP: rejected, logged, nothing changes.
-    m.signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for("second rejection logged", DEADLINE, || {
-        (m.stderr().matches("reload rejected").count() >= 2).then_some(())
-    });
-    assert_eq!(m.wait_running("worker", 2), worker);
-}
-
-#[test]
-fn sighup_applies_a_good_file() {
-    let v1 = reload_config("", 2, "exec sleep 301");
-    let mut m = Manager::start(&v1);
-    let keep = m.wait_running("keep", 2);
-    std::fs::write(&m.config, reload_config("", 4, "exec sleep 301")).unwrap();
-    m.signal(nix::sys::signal::Signal::SIGHUP);
-    m.wait_running("worker", 4);
-    assert_eq!(m.wait_running("keep", 2), keep);
-}
-
-#[test]
-fn a_new_version_failing_its_health_check_halts_the_roll() {
-    let yaml = |version: &str| {
-        format!(
-            r#"{TEST_GLOBALS}processes:
-  app:
-    command: ["sleep", "300"]
-    scale: 3
-    env:
-      VERSION: {version}
-    health_check:
-      type: exec
-      command: ["sh", "-c", "test \"$VERSION\" = good"]
-      period: 100ms
-      timeout: 1s
-      failure_threshold: 2
-"#
-        )
-    };
-    let mut m = Manager::start(&yaml("good"));
-    let before = wait_healthy(&mut m, "app", 3);
-    std::fs::write(&m.config, yaml("bad")).unwrap();
-    let (status, body) = m.post("/api/v1/reload", "");
-    assert_eq!(status, 202, "{body}");
-    let p = wait_for("rollout halted", DEADLINE, || {
-        let p = m.get_json("/api/v1/processes/app");
-        (p["rollout"]["state"] == "halted").then_some(p)
-    });
-    assert!(
-        p["rollout"]["reason"].as_str().unwrap().contains("health"),
-        "{p}"
-    );
-    // Only the first instance was replaced; the others still run the old
-    // version with their old pids.
-    let now = pids(&mut m, "app");
-    assert_eq!(now["app-2"], before["app-2"]);
-    assert_eq!(now["app-3"], before["app-3"]);
-    let running = m
-        .instances()
-        .into_iter()
-        .filter(|i| i["process"] == "app" && i["state"] == "running")
-        .count();
-    assert!(running >= 2);
-    // An old instance that crashes comes back on the old definition.
-    let old_pid = now["app-3"];
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old_pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let back = wait_for("app-3 back and healthy", DEADLINE, || {
-        let i = m.get_json("/api/v1/processes/app-3");
-        let pid = i["pid"].as_i64()?;
-        (pid != old_pid && i["health"] == "healthy").then_some(pid)
-    });
-    assert_eq!(env_var(back as i32, "VERSION").as_deref(), Some("good"));
-}
-
-#[test]
-fn an_empty_file_does_not_stop_everything() {
-    let v1 = reload_config("", 2, "exec sleep 301");
-    let mut m = Manager::start(&v1);
-    let keep = m.wait_running("keep", 2);
-    for text in ["", "# only a comment\n"] {
-        std::fs::write(&m.config, text).unwrap();
-        let (status, body) = m.post("/api/v1/reload", "");
-        assert_eq!(status, 400, "{body}");
-        assert!(body.contains("no processes"), "{body}");
-    }
-    assert_eq!(m.wait_running("keep", 2), keep);
 }

@@ -41,8 +41,11 @@ fn instances_are_named_numbered_and_listed_in_order() {
     // scale 1 still carries the suffix
     assert_eq!(alpha[0].0, "alpha-1");
 
-    let list = m.instances();
-    let names: Vec<&str> = list.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    // Raw JSON for the document's shape (types, key presence), the wire
+    // type for the values.
+    let list: Vec<serde_json::Value> = m.get_as("/api/v1/processes");
+    let typed: Vec<InstanceInfo> = serde_json::from_value(list.clone().into()).unwrap();
+    let names: Vec<&str> = typed.iter().map(|i| i.name.as_str()).collect();
     let mut expected = vec!["alpha-1".to_string()];
     expected.extend((1..=11).map(|n| format!("worker-{n}")));
     assert_eq!(
@@ -50,34 +53,28 @@ fn instances_are_named_numbered_and_listed_in_order() {
         "ordered by process name, then number (numerically)"
     );
 
-    for inst in &list {
-        let name = inst["name"].as_str().unwrap();
+    for (inst, i) in list.iter().zip(&typed) {
+        let name = i.name.as_str();
         let (process, number) = name.rsplit_once('-').unwrap();
-        assert_eq!(inst["process"], process, "{inst}");
-        assert_eq!(
-            inst["number"].as_u64(),
-            Some(number.parse().unwrap()),
-            "{inst}"
-        );
-        assert_eq!(inst["state"], "running", "{inst}");
-        let pid = inst["pid"].as_i64().expect("pid is a number") as i32;
+        assert_eq!(i.process, process, "{inst}");
+        assert_eq!(i.number, number.parse::<u32>().unwrap(), "{inst}");
+        assert_eq!(i.state, InstanceState::Running, "{inst}");
+        let pid = i.pid.expect("pid is a number");
         assert!(alive(pid), "{name}: pid {pid} is not a live process");
         let want = if process == "worker" { "1000" } else { "1001" };
         assert_eq!(cmdline(pid), vec!["sleep", want], "{name} runs its command");
         assert!(inst["uptime"].is_u64(), "uptime is whole seconds: {inst}");
-        let started = inst["started_at"]
-            .as_i64()
-            .expect("started_at is an integer");
+        let started = i.started_at.expect("started_at is an integer");
         assert!(
             started >= before - 1 && started <= now_secs() + 1,
             "started_at {started} is unix seconds of this run: {inst}"
         );
-        assert_eq!(inst["restarts"], 0, "{inst}");
+        assert_eq!(i.restarts, 0, "{inst}");
         assert!(
             inst.get("last_exit_code").is_some(),
             "last_exit_code present: {inst}"
         );
-        assert!(inst["last_exit_code"].is_null(), "never exited: {inst}");
+        assert_eq!(i.last_exit_code, None, "never exited: {inst}");
         let health = inst["health"].as_str().expect("health is a string");
         assert!(
             ["healthy", "unhealthy", "unknown"].contains(&health),
@@ -367,19 +364,19 @@ fn disabled_process_is_listed_but_never_started() {
     m.wait_running("on", 1);
     wait_file(&m.path("started-on"), |_| true);
     let off = m.process("off");
-    assert_eq!(off["name"], "off");
-    assert_eq!(off["state"], "disabled", "{off}");
-    assert_eq!(off["current"], 0, "{off}");
-    for inst in off["instances"].as_array().unwrap() {
+    assert_eq!(off.name, "off");
+    assert_eq!(off.state, ProcessState::Disabled, "{off:?}");
+    assert_eq!(off.current, 0, "{off:?}");
+    for inst in &off.instances {
         assert!(
-            inst["pid"].is_null(),
-            "a disabled process has no running instance: {off}"
+            inst.pid.is_none(),
+            "a disabled process has no running instance: {off:?}"
         );
-        assert_ne!(inst["state"], "running", "{off}");
+        assert_ne!(inst.state, InstanceState::Running, "{off:?}");
     }
     for inst in m.instances() {
-        if inst["process"] == "off" {
-            assert!(inst["pid"].is_null(), "{inst}");
+        if inst.process == "off" {
+            assert!(inst.pid.is_none(), "{inst:?}");
         }
     }
     assert!(
@@ -401,18 +398,13 @@ fn process_and_instance_endpoints() {
     let running = m.wait_running("worker", 3);
 
     let p = m.process("worker");
-    assert_eq!(p["name"], "worker");
-    assert_eq!(p["scale"], 3, "{p}");
-    assert_eq!(p["desired"], 3, "{p}");
-    assert_eq!(p["current"], 3, "{p}");
-    assert_eq!(p["state"], "running", "{p}");
-    assert_eq!(p["restart"], "always", "default policy: {p}");
-    let names: Vec<&str> = p["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["name"].as_str().unwrap())
-        .collect();
+    assert_eq!(p.name, "worker");
+    assert_eq!(p.scale, 3, "{p:?}");
+    assert_eq!(p.desired, 3, "{p:?}");
+    assert_eq!(p.current, 3, "{p:?}");
+    assert_eq!(p.state, ProcessState::Running, "{p:?}");
+    assert_eq!(p.restart, "always", "default policy: {p:?}");
+    let names: Vec<&str> = p.instances.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["worker-1", "worker-2", "worker-3"]);
 
     let (_, pid2) = running
@@ -420,25 +412,23 @@ fn process_and_instance_endpoints() {
         .find(|(n, _)| n == "worker-2")
         .unwrap()
         .clone();
-    let i = m.process("worker-2");
-    assert_eq!(i["name"], "worker-2", "{i}");
-    assert_eq!(i["process"], "worker", "{i}");
-    assert_eq!(i["number"], 2, "{i}");
-    assert_eq!(i["state"], "running", "{i}");
-    assert_eq!(i["pid"].as_i64(), Some(i64::from(pid2)), "{i}");
+    let i = m.instance("worker-2");
+    assert_eq!(i.name, "worker-2", "{i:?}");
+    assert_eq!(i.process, "worker", "{i:?}");
+    assert_eq!(i.number, 2, "{i:?}");
+    assert_eq!(i.state, InstanceState::Running, "{i:?}");
+    assert_eq!(i.pid, Some(pid2), "{i:?}");
+    // The raw document, for the key that tells the two kinds apart.
+    let raw = m.get_json("/api/v1/processes/worker-2");
     assert!(
-        i.get("instances").is_none(),
-        "an instance, not a process: {i}"
+        raw.get("instances").is_none(),
+        "an instance, not a process: {raw}"
     );
 
     for missing in ["nope", "worker-4", "worker-0"] {
         let (status, body) = m.get(&format!("/api/v1/processes/{missing}"));
         assert_eq!(status, 404, "{missing}: {body}");
-        let v: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{missing}: {e}: {body}"));
-        assert!(
-            v["error"].as_str().is_some_and(|s| !s.is_empty()),
-            "{missing}: {body}"
-        );
+        let e: ErrorResponse = decode(&body);
+        assert!(!e.error.is_empty(), "{missing}: {body}");
     }
 }

@@ -334,10 +334,7 @@ fn a_last_line_without_newline_is_flushed_at_exit() {
     );
     let mut m = Manager::start(&yaml);
     m.wait_running("keeper", 1);
-    wait_for("partial-1 to exit", DEADLINE, || {
-        let p = m.process("partial-1");
-        (p["state"] == "exited").then_some(())
-    });
+    m.wait_instance("partial-1", |i| i.state == InstanceState::Exited);
     let out = wait_for("the unterminated stdout line", DEADLINE, || {
         let out = m.stdout();
         out.lines()

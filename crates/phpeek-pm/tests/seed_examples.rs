@@ -268,11 +268,10 @@ curl -X POST -d '{{"desired": 0}}' "$API_URL/processes/app-stable/scale""#
     wait_for("stable gone", DEADLINE, || {
         m.instances()
             .iter()
-            .all(|i| i["process"] != "app-stable")
+            .all(|i| i.process != "app-stable")
             .then_some(())
     });
-    let stable = m.get_json("/api/v1/processes/app-stable");
-    assert_eq!(stable["scale"], 0);
+    assert_eq!(m.process("app-stable").scale, 0);
     // The metrics endpoint answers the seed's curl | grep.
     let metrics = m.metrics_url();
     let (code, out) = run_bash(

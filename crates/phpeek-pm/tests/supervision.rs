@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 
 /// A child that appends a line per run to `$DIR/<file>` and exits `code`
 /// after a short while.
@@ -23,11 +22,8 @@ fn always_restarts_on_any_exit_and_counts_restarts() {
     wait_for("three runs", DEADLINE, || {
         (read(&m.path("runs")).lines().count() >= 3).then_some(())
     });
-    let i = wait_for("restarts counted", DEADLINE, || {
-        let i = m.process("w-1");
-        (i["restarts"].as_u64()? >= 2).then_some(i)
-    });
-    assert_eq!(i["name"], "w-1");
+    let i = m.wait_instance("w-1", |i| i.restarts >= 2);
+    assert_eq!(i.name, "w-1");
     let metrics = http("GET", &m.metrics_url(), None, None).1;
     assert!(
         metrics
@@ -50,12 +46,9 @@ fn on_failure_restarts_only_failures() {
     wait_for("bad restarted twice", DEADLINE, || {
         (read(&m.path("bad-runs")).lines().count() >= 3).then_some(())
     });
-    let ok = wait_for("ok exited", DEADLINE, || {
-        let i = m.process("ok-1");
-        (i["state"] == "exited").then_some(i)
-    });
-    assert_eq!(ok["last_exit_code"], 0);
-    assert_eq!(ok["pid"], Value::Null);
+    let ok = m.wait_instance("ok-1", |i| i.state == InstanceState::Exited);
+    assert_eq!(ok.last_exit_code, Some(0));
+    assert_eq!(ok.pid, None);
     assert_eq!(read(&m.path("ok-runs")).lines().count(), 1);
 }
 
@@ -66,12 +59,9 @@ fn never_leaves_an_exited_instance_listed() {
         runs_then_exits("runs", 4)
     );
     let mut m = Manager::start(&yaml);
-    let i = wait_for("exited", DEADLINE, || {
-        let i = m.process("once-1");
-        (i["state"] == "exited").then_some(i)
-    });
-    assert_eq!(i["last_exit_code"], 4);
-    assert_eq!(i["restarts"], 0);
+    let i = m.wait_instance("once-1", |i| i.state == InstanceState::Exited);
+    assert_eq!(i.last_exit_code, Some(4));
+    assert_eq!(i.restarts, 0);
     assert_eq!(read(&m.path("runs")).lines().count(), 1);
     // The other process keeps the manager alive.
     m.wait_running("keep", 1);
@@ -83,20 +73,17 @@ fn max_restart_attempts_ends_in_failed() {
         "{TEST_GLOBALS}  max_restart_attempts: 2\nprocesses:\n  crashy:\n    command: [\"sh\", \"-c\", \"echo run >> $DIR/runs; exit 1\"]\n  keep:\n    command: [\"sleep\", \"300\"]\n"
     );
     let mut m = Manager::start(&yaml);
-    let i = wait_for("failed", DEADLINE, || {
-        let i = m.process("crashy-1");
-        (i["state"] == "failed").then_some(i)
-    });
+    let i = m.wait_instance("crashy-1", |i| i.state == InstanceState::Failed);
     // The first run plus two restarts.
     assert_eq!(read(&m.path("runs")).lines().count(), 3);
-    assert_eq!(i["restarts"], 2);
+    assert_eq!(i.restarts, 2);
     assert!(
-        i["reason"].as_str().unwrap_or("").contains("gave up"),
-        "{i}"
+        i.reason.as_deref().unwrap_or("").contains("gave up"),
+        "{i:?}"
     );
     // Failed stays failed: still three runs after the manager had time to act.
     let p = m.process("crashy");
-    assert_eq!(p["state"], "failed");
+    assert_eq!(p.state, ProcessState::Failed);
     assert_eq!(read(&m.path("runs")).lines().count(), 3);
     // Until started by request.
     let (status, body) = m.post("/api/v1/processes/crashy-1/start", "");
@@ -116,15 +103,12 @@ fn crashes_back_off_before_restarting() {
             )
             .replace("restart_backoff_max: 1s", "restart_backoff_max: 30s");
     let mut m = Manager::start(&yaml);
-    let i = wait_for("backoff", DEADLINE, || {
-        let i = m.process("crashy-1");
-        (i["state"] == "backoff").then_some(i)
-    });
+    let i = m.wait_instance("crashy-1", |i| i.state == InstanceState::Backoff);
     assert!(
-        i["reason"].as_str().unwrap_or("").contains("restarting in"),
-        "{i}"
+        i.reason.as_deref().unwrap_or("").contains("restarting in"),
+        "{i:?}"
     );
-    assert_eq!(i["last_exit_code"], 1);
+    assert_eq!(i.last_exit_code, Some(1));
 }
 
 #[test]
@@ -134,16 +118,15 @@ fn a_command_that_cannot_start_does_not_stop_the_others() {
     );
     let mut m = Manager::start(&yaml);
     m.wait_running("fine", 2);
-    let i = wait_for("broken in backoff", DEADLINE, || {
-        let i = m.process("broken-1");
-        matches!(i["state"].as_str(), Some("backoff" | "failed")).then_some(i)
+    let i = m.wait_instance("broken-1", |i| {
+        matches!(i.state, InstanceState::Backoff | InstanceState::Failed)
     });
     assert!(
-        i["reason"]
-            .as_str()
+        i.reason
+            .as_deref()
             .unwrap_or("")
             .contains("/nonexistent/program"),
-        "{i}"
+        "{i:?}"
     );
     m.wait_stderr("/nonexistent/program");
     assert!(alive(m.pid()));
@@ -168,11 +151,11 @@ fn dependents_start_after_their_dependencies_run() {
     // running.
     let app = wait_for("app running", DEADLINE, || {
         let all = m.instances();
-        let app: Vec<&Value> = all.iter().filter(|i| i["process"] == "app").collect();
+        let app: Vec<&InstanceInfo> = all.iter().filter(|i| i.process == "app").collect();
         if !app.is_empty() {
-            let deps: Vec<&Value> = all
+            let deps: Vec<&InstanceInfo> = all
                 .iter()
-                .filter(|i| i["process"] == "db" || i["process"] == "cache")
+                .filter(|i| i.process == "db" || i.process == "cache")
                 .collect();
             assert_eq!(
                 deps.len(),
@@ -180,22 +163,19 @@ fn dependents_start_after_their_dependencies_run() {
                 "app started before its dependencies: {all:?}"
             );
             assert!(
-                deps.iter().all(|d| d["state"] == "running"),
+                deps.iter().all(|d| d.state == InstanceState::Running),
                 "app started while a dependency was not running: {all:?}"
             );
         }
         let a = app.first()?;
-        (a["state"] == "running").then(|| (*a).clone())
+        (a.state == InstanceState::Running).then(|| (*a).clone())
     });
     // Spawned strictly after every dependency (pids are handed out in
     // increasing order).
-    let app_pid = app["pid"].as_i64().unwrap();
+    let app_pid = app.pid.unwrap();
     for i in m.instances() {
-        if i["process"] != "app" {
-            assert!(
-                i["pid"].as_i64().unwrap() < app_pid,
-                "{i} vs app pid {app_pid}"
-            );
+        if i.process != "app" {
+            assert!(i.pid.unwrap() < app_pid, "{i:?} vs app pid {app_pid}");
         }
     }
 }
@@ -212,15 +192,12 @@ fn a_process_waiting_on_a_dependency_says_so() {
 "#
     );
     let mut m = Manager::start(&yaml);
-    let p = wait_for("app waiting", DEADLINE, || {
-        let p = m.process("app");
-        (p["state"] == "waiting").then_some(p)
-    });
+    let p = m.wait_process("app", |p| p.state == ProcessState::Waiting);
     assert!(
-        p["reason"].as_str().unwrap_or("").contains("never-up"),
-        "{p}"
+        p.reason.as_deref().unwrap_or("").contains("never-up"),
+        "{p:?}"
     );
-    assert_eq!(p["instances"].as_array().map(Vec::len), Some(0));
+    assert_eq!(p.instances.len(), 0);
 }
 
 #[test]
@@ -229,13 +206,10 @@ fn a_dependency_that_never_gets_ready_fails_the_dependent_after_the_timeout() {
         "{TEST_GLOBALS}  dependency_timeout: 1s\nprocesses:\n  never-up:\n    command: [\"/nonexistent/db\"]\n  app:\n    depends_on: [never-up]\n    command: [\"sleep\", \"300\"]\n"
     );
     let mut m = Manager::start(&yaml);
-    let p = wait_for("app failed", DEADLINE, || {
-        let p = m.process("app");
-        (p["state"] == "failed").then_some(p)
-    });
+    let p = m.wait_process("app", |p| p.state == ProcessState::Failed);
     assert!(
-        p["reason"].as_str().unwrap_or("").contains("never-up"),
-        "{p}"
+        p.reason.as_deref().unwrap_or("").contains("never-up"),
+        "{p:?}"
     );
 }
 
@@ -256,12 +230,9 @@ fn a_working_dir_the_user_cannot_enter_is_a_start_failure() {
         // The temp dir itself must be passable for nobody to reach `private`.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     });
-    let i = wait_for("locked-1 failed", DEADLINE, || {
-        let i = m.process("locked-1");
-        (i["state"] == "failed").then_some(i)
-    });
+    let i = m.wait_instance("locked-1", |i| i.state == InstanceState::Failed);
     assert!(
-        i["reason"].as_str().unwrap_or("").contains("working_dir"),
-        "{i}"
+        i.reason.as_deref().unwrap_or("").contains("working_dir"),
+        "{i:?}"
     );
 }

@@ -1,0 +1,113 @@
+//! SPEC §4: rolling restarts replace one instance at a time, gated on
+//! health, and halt when a new instance does not come back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+
+#[test]
+fn a_new_version_failing_its_health_check_halts_the_roll() {
+    let yaml = |version: &str| {
+        format!(
+            r#"{TEST_GLOBALS}processes:
+  app:
+    command: ["sleep", "300"]
+    scale: 3
+    env:
+      VERSION: {version}
+    health_check:
+      type: exec
+      command: ["sh", "-c", "test \"$VERSION\" = good"]
+      period: 100ms
+      timeout: 1s
+      failure_threshold: 2
+"#
+        )
+    };
+    let mut m = Manager::start(&yaml("good"));
+    let before = m.wait_healthy("app", 3);
+    std::fs::write(&m.config, yaml("bad")).unwrap();
+    let (status, body) = m.post("/api/v1/reload", "");
+    assert_eq!(status, 202, "{body}");
+    let p = m.wait_process("app", |p| {
+        p.rollout
+            .as_ref()
+            .is_some_and(|r| r.state == RolloutPhase::Halted)
+    });
+    let rollout = p.rollout.as_ref().unwrap();
+    assert!(
+        rollout.reason.as_deref().unwrap().contains("health"),
+        "{p:?}"
+    );
+    // Only the first instance was replaced; the others still run the old
+    // version with their old pids.
+    let now = m.pids("app");
+    assert_eq!(now["app-2"], before["app-2"]);
+    assert_eq!(now["app-3"], before["app-3"]);
+    let running = m
+        .instances()
+        .into_iter()
+        .filter(|i| i.process == "app" && i.state == InstanceState::Running)
+        .count();
+    assert!(running >= 2);
+    // An old instance that crashes comes back on the old definition.
+    let old_pid = now["app-3"];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // Back (a new pid) and healthy.
+    let back = m.wait_instance("app-3", |i| {
+        i.pid.is_some_and(|pid| pid != old_pid) && i.health == Health::Healthy
+    });
+    assert_eq!(
+        env_var(back.pid.unwrap(), "VERSION").as_deref(),
+        Some("good")
+    );
+}
+
+#[test]
+fn a_rolling_restart_never_drops_more_than_one_instance() {
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  web:
+    command: ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; while true; do sleep 0.1; done"]
+    scale: 4
+"#
+    );
+    let mut m = Manager::start(&yaml);
+    let before: BTreeMap<String, i32> = m.wait_running("web", 4).into_iter().collect();
+    let (status, body) = m.post("/api/v1/processes/web/restart", "");
+    assert_eq!(status, 202, "{body}");
+    let mut min_running = usize::MAX;
+    let after = wait_for("every instance replaced", DEADLINE, || {
+        let p = m.process("web");
+        let running: BTreeMap<String, i32> = p
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .filter_map(|i| Some((i.name.clone(), i.pid?)))
+            .collect();
+        min_running = min_running.min(running.len());
+        let all_new =
+            running.len() == 4 && running.iter().all(|(n, pid)| before.get(n) != Some(pid));
+        let done = p.rollout.is_some_and(|r| r.state == RolloutPhase::Done);
+        (all_new && done).then_some(running)
+    });
+    assert!(min_running >= 3, "capacity dropped to {min_running}");
+    for pid in before.values() {
+        assert!(!alive(*pid));
+    }
+    assert_eq!(after.len(), 4);
+    let restarts: Vec<u64> = m
+        .process("web")
+        .instances
+        .iter()
+        .map(|i| i.restarts)
+        .collect();
+    assert_eq!(restarts, vec![1, 1, 1, 1]);
+}

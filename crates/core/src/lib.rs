@@ -246,9 +246,10 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     tokio::spawn(manager_signals.forward(tx.clone(), handle.clone()));
 
     let fx = OsEffects::new(tx, kit, logs);
-    let supervisor = Supervisor::new(config, fx, snap_tx);
-    // Readers see every configured process from the first request on.
-    supervisor.publish();
+    let mut supervisor = Supervisor::new(config, fx, snap_tx);
+    // Readers see every configured process and its first instances from
+    // the first request on (reconciling creates the instances).
+    supervisor.settle();
     let done = tokio::spawn(supervisor.run(rx));
     Ok(Core {
         handle,

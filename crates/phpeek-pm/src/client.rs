@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use phpeek_config::Env;
 use phpeek_wire::{
-    ActionResponse, ErrorResponse, Health, InstanceInfo, LogLine, LogsResponse, ProcessInfo,
+    ActionResponse, ErrorResponse, InstanceInfo, LogLine, LogsResponse, ProcessInfo,
     ReloadResponse, ScaleResponse,
 };
 use serde::de::DeserializeOwned;
@@ -172,13 +172,6 @@ fn error_message(text: &str) -> String {
 }
 
 /// The API's word for a health value.
-pub fn health_word(h: Health) -> &'static str {
-    match h {
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
-        Health::Unknown => "unknown",
-    }
-}
 
 /// `-` for nothing, the value otherwise.
 fn or_dash<T: ToString>(v: Option<T>) -> String {
@@ -214,7 +207,7 @@ pub fn status_table(instances: &[InstanceInfo]) -> String {
                 or_dash(i.pid),
                 or_dash(i.pid.map(|_| fmt_uptime(i.uptime))),
                 i.restarts.to_string(),
-                health_word(i.health).to_string(),
+                i.health.as_str().to_string(),
                 or_dash(i.last_exit_code),
             ]
         })

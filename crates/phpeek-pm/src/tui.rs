@@ -15,7 +15,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use crate::client::{health_word, Client, Failure};
+use crate::client::{Client, Failure};
 
 /// One process as shown in the upper table.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -151,7 +151,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
                         Cell::from(i.pid.map_or_else(|| "-".to_string(), |p| p.to_string())),
                         Cell::from(format!("{}s", i.uptime)),
                         Cell::from(i.restarts.to_string()),
-                        Cell::from(health_word(i.health)),
+                        Cell::from(i.health.as_str()),
                         Cell::from(format!("{:.1}", i.cpu_seconds.unwrap_or(0.0))),
                         Cell::from(mib(i.memory_bytes.unwrap_or(0))),
                     ])

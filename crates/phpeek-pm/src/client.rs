@@ -171,8 +171,6 @@ fn error_message(text: &str) -> String {
         .to_string()
 }
 
-/// The API's word for a health value.
-
 /// `-` for nothing, the value otherwise.
 fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())

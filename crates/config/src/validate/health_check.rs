@@ -425,16 +425,33 @@ fn read_command(
     out
 }
 
+/// A port as written in a target: 1..=65535, or a `${…}` reference
+/// (expanded per instance; the port_base cross check bounds it).
+fn valid_port(port: &str) -> bool {
+    port.contains("${")
+        || (!port.is_empty()
+            && port.chars().all(|c| c.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
+/// A host: no spaces; an IPv6 address only in brackets (`[::1]`).
+fn valid_host(host: &str) -> bool {
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return false;
+    }
+    match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .is_some_and(|v6| !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')),
+        None => !host.contains(':') || host.contains("${"),
+    }
+}
+
 fn valid_address(a: &str) -> bool {
     let Some((host, port)) = a.rsplit_once(':') else {
         return false;
     };
-    let host_ok = !host.is_empty() && !host.contains(char::is_whitespace);
-    let port_ok = port.contains("${")
-        || (!port.is_empty()
-            && port.chars().all(|c| c.is_ascii_digit())
-            && port.parse::<u16>().is_ok());
-    host_ok && port_ok
+    valid_host(host) && valid_port(port)
 }
 
 fn check_url(u: &str) -> Result<(), String> {
@@ -452,17 +469,31 @@ fn check_url(u: &str) -> Result<(), String> {
         ));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    let host_only = if host.starts_with('[') {
-        host.split(']').next().unwrap_or("").trim_start_matches('[')
-    } else {
-        host.split(':').next().unwrap_or("")
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((inner, tail)) => (format!("[{inner}]"), tail.strip_prefix(':')),
+            None => (host_port.to_string(), None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (host_port.to_string(), None),
+        },
     };
-    if host_only.is_empty() || authority.contains(char::is_whitespace) {
+    if host.is_empty() || authority.contains(char::is_whitespace) || !valid_host(&host) {
         return Err(format!(
-            "`{}` has no host, e.g. http://127.0.0.1:8080/health",
+            "`{}` has no valid host, e.g. http://127.0.0.1:8080/health",
             shorten(u)
         ));
+    }
+    if let Some(port) = port {
+        if !valid_port(port) {
+            return Err(format!(
+                "`{}` has port `{}`; a port is 1 to 65535",
+                shorten(u),
+                shorten(port)
+            ));
+        }
     }
     Ok(())
 }
@@ -489,5 +520,13 @@ mod tests {
         assert!(!valid_address(":80"));
         assert!(!valid_address("host:99999"));
         assert!(!valid_address("host:http"));
+        assert!(!valid_address("host:0"));
+        assert!(!valid_address("::1:80"), "IPv6 needs brackets");
+        assert!(!valid_address("[::1:80"));
+        assert!(check_url("http://127.0.0.1:99999/").is_err());
+        assert!(check_url("http://127.0.0.1:0/").is_err());
+        assert!(check_url("http://127.0.0.1:/").is_err());
+        assert!(check_url("http://[::1]:70000/").is_err());
+        assert!(check_url("http://user:pw@host:8080/").is_ok());
     }
 }

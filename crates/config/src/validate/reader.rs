@@ -186,9 +186,17 @@ impl<'e> Ctx<'e> {
         }
     }
 
-    pub(super) fn size(&mut self, node: &Node, path: &str) -> Got<u64> {
-        match self.text(node, path, "a size") {
-            Got::Val(s) => match parse_size(&s) {
+    /// A scalar read as text, then parsed by `parse` (whose error is a
+    /// sentence fragment for the user).
+    fn parsed<T>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Got<T> {
+        match self.text(node, path, what) {
+            Got::Val(s) => match parse(&s) {
                 Ok(v) => Got::Val(v),
                 Err(m) => {
                     self.err(&node.origin, path, m);
@@ -200,18 +208,12 @@ impl<'e> Ctx<'e> {
         }
     }
 
+    pub(super) fn size(&mut self, node: &Node, path: &str) -> Got<u64> {
+        self.parsed(node, path, "a size", parse_size)
+    }
+
     pub(super) fn duration(&mut self, node: &Node, path: &str) -> Got<Duration> {
-        match self.text(node, path, "a duration") {
-            Got::Val(s) => match parse_duration(&s) {
-                Ok(d) => Got::Val(d),
-                Err(m) => {
-                    self.err(&node.origin, path, m);
-                    Got::Bad
-                }
-            },
-            Got::Null => Got::Null,
-            Got::Bad => Got::Bad,
-        }
+        self.parsed(node, path, "a duration", parse_duration)
     }
 
     pub(super) fn choice<T: Copy>(

@@ -15,13 +15,16 @@ use axum::{Json, Router};
 use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
     ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
-    LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, ScaleRequest,
-    ScaleResponse,
+    LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, ScaleResponse,
 };
 use serde::Deserialize;
 use utoipa::OpenApi;
 
 use crate::auth::TokenCheck;
+use crate::openapi::{
+    BadRequest, Conflict, NotFound, PayloadTooLarge, ScaleBody, Security, Unauthorized,
+    EXAMPLE_INSTANCE, EXAMPLE_PROCESS, OPEN_PATHS,
+};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -68,8 +71,12 @@ fn not_found(name: &str) -> ApiError {
 #[openapi(
     info(
         title = "phpeek-pm management API",
-        description = "Inspect and control the processes of a phpeek-pm manager."
+        description = "Inspect and control the processes of a phpeek-pm manager.\n\n\
+            Every error is JSON `{\"error\": ...}`. Besides the answers listed per \
+            operation, a path outside this document gets 404 and a method a path does not \
+            list gets 405 with an `Allow` header (both after the token check)."
     ),
+    modifiers(&Security),
     paths(
         health,
         ready,
@@ -80,7 +87,8 @@ fn not_found(name: &str) -> ApiError {
         stop_process,
         restart_process,
         process_logs,
-        reload
+        reload,
+        openapi
     ),
     components(schemas(
         HealthResponse,
@@ -88,14 +96,15 @@ fn not_found(name: &str) -> ApiError {
         InstanceInfo,
         ProcessInfo,
         ProcessOrInstance,
-        ScaleRequest,
+        ScaleBody,
         ScaleResponse,
         ActionResponse,
         LogsResponse,
         LogLine,
         ReloadResponse,
         ErrorResponse
-    ))
+    ),
+    responses(BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge))
 )]
 pub struct ApiDoc;
 
@@ -126,9 +135,6 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
-
-/// Routes open without a token (probes of orchestrators).
-const OPEN_PATHS: [&str; 2] = ["/api/v1/health", "/api/v1/ready"];
 
 async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let open = OPEN_PATHS.contains(&req.uri().path());
@@ -186,7 +192,8 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Liveness: the manager answers.
-#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = HealthResponse)))]
+#[utoipa::path(get, path = "/api/v1/health",
+    responses((status = 200, description = "The manager answers.", body = HealthResponse)))]
 async fn health() -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "healthy".into(),
@@ -194,7 +201,10 @@ async fn health() -> Json<HealthResponse> {
 }
 
 /// Readiness: every enabled process at its desired scale and healthy.
-#[utoipa::path(get, path = "/api/v1/ready", responses((status = 200, body = ReadyResponse), (status = 503, body = ReadyResponse)))]
+#[utoipa::path(get, path = "/api/v1/ready",
+    responses(
+        (status = 200, description = "Every enabled process is at its desired scale and healthy.", body = ReadyResponse),
+        (status = 503, description = "Not ready; `reasons` says why.", body = ReadyResponse)))]
 async fn ready(State(state): State<ApiState>) -> Response {
     let snap = state.handle.snapshot();
     let mut reasons = Vec::new();
@@ -264,14 +274,36 @@ struct ListQuery {
 /// With `?resources=true` each running instance also carries the CPU time
 /// and resident memory of its process tree (read from /proc).
 #[utoipa::path(get, path = "/api/v1/processes",
-    params(("resources" = Option<bool>, Query, description = "add cpu_seconds and memory_bytes")),
-    responses((status = 200, body = [InstanceInfo]), (status = 401, body = ErrorResponse)))]
+    params(("resources" = Option<bool>, Query, description = "`true` adds cpu_seconds and memory_bytes")),
+    responses(
+        (status = 200, description = "Every instance.", body = [InstanceInfo], links(
+            ("GetInstance" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/name")))),
+            ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/process")))),
+            ("ScaleProcess" = (operation_id = "scale_process", parameters(("name" = "$response.body#/0/process")))),
+            ("StartInstance" = (operation_id = "start_process", parameters(("name" = "$response.body#/0/name")))),
+            ("StopInstance" = (operation_id = "stop_process", parameters(("name" = "$response.body#/0/name")))),
+            ("RestartInstance" = (operation_id = "restart_process", parameters(("name" = "$response.body#/0/name")))),
+            ("ProcessLogs" = (operation_id = "process_logs", parameters(("name" = "$response.body#/0/process")))),
+            ("InstanceLogs" = (operation_id = "process_logs", parameters(("name" = "$response.body#/0/name")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized)))]
 async fn list_processes(
     State(state): State<ApiState>,
     Query(q): Query<ListQuery>,
-) -> Json<Vec<InstanceInfo>> {
+) -> Result<Json<Vec<InstanceInfo>>, ApiError> {
+    let resources = match q.resources.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`resources` must be true or false, not `{other}`"),
+            ))
+        }
+    };
     let mut list = state.handle.snapshot().instance_infos(SystemTime::now());
-    if matches!(q.resources.as_deref(), Some("true" | "1" | "yes")) {
+    if resources {
         let usage = tokio::task::spawn_blocking(phpeek_core::procfs::usage_by_session)
             .await
             .unwrap_or_default();
@@ -282,13 +314,23 @@ async fn list_processes(
             }
         }
     }
-    Json(list)
+    Ok(Json(list))
 }
 
 /// A process (with its instances) or a single instance.
 #[utoipa::path(get, path = "/api/v1/processes/{name}",
-    params(("name" = String, Path, description = "process or instance name")),
-    responses((status = 200, body = ProcessOrInstance), (status = 404, body = ErrorResponse)))]
+    params(("name" = String, Path, description = "process or instance name", example = json!(EXAMPLE_PROCESS))),
+    responses(
+        (status = 200, description = "The process, or the instance.", body = ProcessOrInstance, links(
+            ("Scale" = (operation_id = "scale_process", parameters(("name" = "$request.path.name")))),
+            ("Start" = (operation_id = "start_process", parameters(("name" = "$request.path.name")))),
+            ("Stop" = (operation_id = "stop_process", parameters(("name" = "$request.path.name")))),
+            ("Restart" = (operation_id = "restart_process", parameters(("name" = "$request.path.name")))),
+            ("Logs" = (operation_id = "process_logs", parameters(("name" = "$request.path.name")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound)))]
 async fn get_process(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     let snap = state.handle.snapshot();
     let now = SystemTime::now();
@@ -340,26 +382,59 @@ fn instances_word(n: u32) -> &'static str {
     }
 }
 
-/// Parses `{"desired": N}` (or `{"scale": N}`).
+/// `?lines=`: digits only (no sign), capped at the most one request returns.
+fn parse_lines(s: &str) -> Option<usize> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        s.parse::<usize>()
+            .unwrap_or(MAX_LOG_LINES)
+            .min(MAX_LOG_LINES),
+    )
+}
+
+/// Parses `{"desired": N}` (or `{"scale": N}`); both must be whole numbers
+/// when given, and `desired` wins.
 pub fn parse_desired(body: &serde_json::Value) -> Result<u32, String> {
     let Some(obj) = body.as_object() else {
         return Err("body must be a JSON object like {\"desired\": 3}".into());
     };
-    let value = obj
-        .get("desired")
-        .or_else(|| obj.get("scale"))
-        .ok_or_else(|| "missing `desired` (e.g. {\"desired\": 3})".to_string())?;
-    let n = value
-        .as_u64()
-        .ok_or_else(|| format!("`desired` must be a whole number >= 0, not {value}"))?;
-    u32::try_from(n).map_err(|_| format!("`desired` {n} is too large"))
+    let count = |key: &str| -> Result<Option<u32>, String> {
+        let Some(value) = obj.get(key) else {
+            return Ok(None);
+        };
+        let n = value
+            .as_u64()
+            .ok_or_else(|| format!("`{key}` must be a whole number >= 0, not {value}"))?;
+        u32::try_from(n)
+            .map(Some)
+            .map_err(|_| format!("`{key}` {n} is too large"))
+    };
+    let desired = count("desired")?;
+    let scale = count("scale")?;
+    desired
+        .or(scale)
+        .ok_or_else(|| "missing `desired` (e.g. {\"desired\": 3})".to_string())
 }
 
 /// Sets the desired number of instances.
 #[utoipa::path(post, path = "/api/v1/processes/{name}/scale",
-    params(("name" = String, Path, description = "process name")),
-    request_body = ScaleRequest,
-    responses((status = 202, body = ScaleResponse), (status = 200, body = ScaleResponse), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 413, body = ErrorResponse)))]
+    params(("name" = String, Path, description = "process name", example = json!(EXAMPLE_PROCESS))),
+    request_body = ScaleBody,
+    responses(
+        (status = 202, description = "Scaling to the new target.", body = ScaleResponse, links(
+            ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/process")))),
+            ("Logs" = (operation_id = "process_logs", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 200, description = "Already at that target.", body = ScaleResponse, links(
+            ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge)))]
 async fn scale_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -430,7 +505,11 @@ async fn action(state: &ApiState, name: String, action: Action) -> Result<Respon
 
 /// Re-reads the config file; a bad file changes nothing.
 #[utoipa::path(post, path = "/api/v1/reload",
-    responses((status = 202, body = ReloadResponse), (status = 400, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+    responses(
+        (status = 202, description = "The new file is applied.", body = ReloadResponse),
+        (status = 400, description = "The file is rejected (`errors` lists why); nothing changed.", body = ErrorResponse),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = Conflict)))]
 async fn reload(State(state): State<ApiState>) -> Response {
     match state.handle.reload().await {
         Ok(s) => (
@@ -459,8 +538,15 @@ async fn reload(State(state): State<ApiState>) -> Response {
 
 /// Starts a process's stopped instances, or one instance.
 #[utoipa::path(post, path = "/api/v1/processes/{name}/start",
-    params(("name" = String, Path, description = "process or instance name")),
-    responses((status = 202, body = ActionResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+    params(("name" = String, Path, description = "process or instance name", example = json!(EXAMPLE_INSTANCE))),
+    responses(
+        (status = 202, description = "Starting.", body = ActionResponse, links(
+            ("Get" = (operation_id = "get_process", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
 async fn start_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -470,8 +556,15 @@ async fn start_process(
 
 /// Stops a process's instances, or one instance; they stay stopped.
 #[utoipa::path(post, path = "/api/v1/processes/{name}/stop",
-    params(("name" = String, Path, description = "process or instance name")),
-    responses((status = 202, body = ActionResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+    params(("name" = String, Path, description = "process or instance name", example = json!(EXAMPLE_INSTANCE))),
+    responses(
+        (status = 202, description = "Stopping.", body = ActionResponse, links(
+            ("Get" = (operation_id = "get_process", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
 async fn stop_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -481,8 +574,15 @@ async fn stop_process(
 
 /// Restarts a process (rolling when it has several instances) or one instance.
 #[utoipa::path(post, path = "/api/v1/processes/{name}/restart",
-    params(("name" = String, Path, description = "process or instance name")),
-    responses((status = 202, body = ActionResponse), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+    params(("name" = String, Path, description = "process or instance name", example = json!(EXAMPLE_INSTANCE))),
+    responses(
+        (status = 202, description = "Restarting.", body = ActionResponse, links(
+            ("Get" = (operation_id = "get_process", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
 async fn restart_process(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -497,8 +597,14 @@ struct LogsQuery {
 
 /// The last lines kept in memory for a process or an instance.
 #[utoipa::path(get, path = "/api/v1/processes/{name}/logs",
-    params(("name" = String, Path, description = "process or instance name"), ("lines" = Option<usize>, Query, description = "how many lines (default 100)")),
-    responses((status = 200, body = LogsResponse), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+    params(
+        ("name" = String, Path, description = "process or instance name", example = json!(EXAMPLE_PROCESS)),
+        ("lines" = Option<usize>, Query, description = "how many lines (default 100; more than are kept returns all kept)", example = json!(20))),
+    responses(
+        (status = 200, description = "The last lines, oldest first.", body = LogsResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound)))]
 async fn process_logs(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -506,14 +612,13 @@ async fn process_logs(
 ) -> Result<Json<LogsResponse>, ApiError> {
     let n = match q.lines.as_deref() {
         None => 100,
-        Some(s) => s.parse::<usize>().map_err(|_| {
+        Some(s) => parse_lines(s).ok_or_else(|| {
             ApiError(
                 StatusCode::BAD_REQUEST,
                 format!("`lines` must be a whole number, not `{s}`"),
             )
         })?,
-    }
-    .min(MAX_LOG_LINES);
+    };
     let snap = state.handle.snapshot();
     let instances: Vec<&phpeek_core::InstanceSnap> = match snap.resolve(&name) {
         Some(Target::Process(p)) => p.instances.iter().collect(),
@@ -542,6 +647,11 @@ async fn process_logs(
     }))
 }
 
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json",
+    responses(
+        (status = 200, description = "The OpenAPI document.", body = Object),
+        (status = 401, response = Unauthorized)))]
 async fn openapi() -> Json<serde_json::Value> {
     Json(openapi_json())
 }
@@ -561,5 +671,18 @@ mod tests {
         assert!(parse_desired(&json!({"desired": 1u64 << 40})).is_err());
         assert!(parse_desired(&json!([3])).is_err());
         assert!(parse_desired(&json!({})).is_err());
+        assert_eq!(parse_desired(&json!({"desired": 2, "scale": 5})), Ok(2));
+        assert!(parse_desired(&json!({"desired": 2, "scale": "x"})).is_err());
+        assert!(parse_desired(&json!({"desired": null, "scale": 2})).is_err());
+    }
+
+    #[test]
+    fn lines_parsing() {
+        assert_eq!(parse_lines("0"), Some(0));
+        assert_eq!(parse_lines("20"), Some(20));
+        assert_eq!(parse_lines("99999999999999999999999"), Some(MAX_LOG_LINES));
+        for bad in ["", "-1", "+1", "1.5", "x", " 1"] {
+            assert_eq!(parse_lines(bad), None, "{bad:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -649,3 +649,21 @@ fn log_buffer_takes_sizes_and_refuses_zero_garbage_and_huge() {
     );
     assert_eq!(back.global.log_buffer, 3 << 20, "round trip");
 }
+
+#[test]
+fn health_check_targets_need_a_real_port() {
+    let none = env(&[]);
+    let url = "processes:\n  web:\n    command: [\"./web\"]\n    health_check:\n      type: http\n      url: \"http://127.0.0.1:99999/\"\n";
+    let e = errs(url, &none).to_string();
+    assert!(
+        e.contains("6:12: processes.web.health_check.url:") && e.contains("a port is 1 to 65535"),
+        "{e}"
+    );
+    let tcp = "processes:\n  web:\n    command: [\"./web\"]\n    health_check:\n      type: tcp\n      address: \"::1:80\"\n";
+    let e = errs(tcp, &none).to_string();
+    assert!(
+        e.contains("6:16: processes.web.health_check.address:"),
+        "{e}"
+    );
+    ok(&tcp.replace("::1:80", "[::1]:80"), &none);
+}

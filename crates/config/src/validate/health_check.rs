@@ -440,9 +440,12 @@ fn valid_host(host: &str) -> bool {
         return false;
     }
     match host.strip_prefix('[') {
-        Some(inner) => inner
-            .strip_suffix(']')
-            .is_some_and(|v6| !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')),
+        Some(inner) => inner.strip_suffix(']').is_some_and(|v6| {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        }),
         None => !host.contains(':') || host.contains("${"),
     }
 }

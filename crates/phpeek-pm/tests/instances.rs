@@ -113,6 +113,12 @@ exec sleep 1000
     });
     let running = m.wait_running("worker", 3);
     for (name, pid) in running {
+        // Read the environment once the script has exec'd its last
+        // program: during an exec, /proc/PID/environ can read empty.
+        wait_for("the worker to exec sleep", DEADLINE, || {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "sleep").then_some(())
+        });
         let n: u32 = name.strip_prefix("worker-").unwrap().parse().unwrap();
         let port = 8080 + n;
         let env = |k: &str| env_var(pid, k);

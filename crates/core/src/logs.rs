@@ -384,6 +384,32 @@ impl<'a> Framer<'a> {
     }
 }
 
+/// Feeds `chunks` to a line framer of instance `w-1` (JSON format when
+/// `json`), then finishes it; returns every output byte. For the fuzz
+/// targets only.
+#[doc(hidden)]
+pub fn frame_for_fuzzing(chunks: &[&[u8]], json: bool) -> Vec<u8> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let hub = LogHub {
+        tx,
+        format: if json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        budget: Arc::new(Semaphore::new(1)),
+        budget_bytes: 1,
+    };
+    let mut framer = Framer::new(&hub, Stream::Stdout, "w", "w-1");
+    let ts = SystemTime::UNIX_EPOCH;
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend(framer.feed(chunk, ts).0);
+    }
+    out.extend(framer.finish(ts).0);
+    out
+}
+
 /// The largest cut point `<= max` that does not split a UTF-8 sequence
 /// (falls back to `max` for bytes that are not UTF-8 at all).
 fn utf8_cut(bytes: &[u8], max: usize) -> usize {

@@ -343,7 +343,12 @@ impl<'a> Framer<'a> {
         out: &mut Vec<u8>,
         ring: &mut Vec<RingLine>,
     ) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // A `\r` ending a continued chunk is not before a `\n`: keep it.
+        let line = if continued {
+            line
+        } else {
+            line.strip_suffix(b"\r").unwrap_or(line)
+        };
         let msg = String::from_utf8_lossy(line);
         match self.format {
             LogFormat::Text => {
@@ -382,6 +387,32 @@ impl<'a> Framer<'a> {
             msg: msg.into_owned(),
         });
     }
+}
+
+/// Feeds `chunks` to a line framer of instance `w-1` (JSON format when
+/// `json`), then finishes it; returns every output byte. For the fuzz
+/// targets only.
+#[doc(hidden)]
+pub fn frame_for_fuzzing(chunks: &[&[u8]], json: bool) -> Vec<u8> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let hub = LogHub {
+        tx,
+        format: if json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        budget: Arc::new(Semaphore::new(1)),
+        budget_bytes: 1,
+    };
+    let mut framer = Framer::new(&hub, Stream::Stdout, "w", "w-1");
+    let ts = SystemTime::UNIX_EPOCH;
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend(framer.feed(chunk, ts).0);
+    }
+    out.extend(framer.finish(ts).0);
+    out
 }
 
 /// The largest cut point `<= max` that does not split a UTF-8 sequence
@@ -444,6 +475,27 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].ends_with(" [continued]"));
         assert_eq!(lines[1], format!("[w-1] {}", "x".repeat(10)));
+    }
+
+    /// Fuzz finding (log_framer): a `\r` that ended a continued chunk was
+    /// dropped although no `\n` followed it.
+    #[test]
+    fn carriage_return_ending_a_continued_chunk_is_kept() {
+        let mut data = b"2%\x01\n".to_vec();
+        data.extend(std::iter::repeat_n(0u8, 28417));
+        data.extend(std::iter::repeat_n(b'\r', 38925));
+        let out = frame_for_fuzzing(&[&data], false);
+        let mut first = b"[w-1] 2%\x01\n[w-1] ".to_vec();
+        first.extend(std::iter::repeat_n(0u8, 28417));
+        first.extend(std::iter::repeat_n(b'\r', MAX_LINE - 28417));
+        first.extend_from_slice(b" [continued]\n");
+        assert!(out.starts_with(&first));
+        // The rest: the remaining `\r`s, the last one (ending the stream)
+        // trimmed like a line ending.
+        let mut rest = b"[w-1] ".to_vec();
+        rest.extend(std::iter::repeat_n(b'\r', 38925 - (MAX_LINE - 28417) - 1));
+        rest.push(b'\n');
+        assert_eq!(&out[first.len()..], &rest[..]);
     }
 
     #[test]

@@ -157,17 +157,7 @@ impl<'e> Ctx<'e> {
 
     /// A whole number in `0..=max`.
     pub(super) fn uint(&mut self, node: &Node, path: &str, max: u64) -> Got<u64> {
-        match self.text(node, path, "a whole number") {
-            Got::Val(s) => match parse_uint(&s, max) {
-                Ok(v) => Got::Val(v),
-                Err(m) => {
-                    self.err(&node.origin, path, m);
-                    Got::Bad
-                }
-            },
-            Got::Null => Got::Null,
-            Got::Bad => Got::Bad,
-        }
+        self.parsed(node, path, "a whole number", |s| parse_uint(s, max))
     }
 
     pub(super) fn u32(&mut self, node: &Node, path: &str, max: u64) -> Got<u32> {
@@ -193,7 +183,7 @@ impl<'e> Ctx<'e> {
         node: &Node,
         path: &str,
         what: &str,
-        parse: fn(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Got<T> {
         match self.text(node, path, what) {
             Got::Val(s) => match parse(&s) {

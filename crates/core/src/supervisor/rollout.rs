@@ -115,12 +115,14 @@ impl<E: Effects> Supervisor<E> {
             let Some(p) = self.processes.get_mut(pname) else {
                 return;
             };
-            let Some(cur_status) = p.rollout.as_ref().and_then(|roll| {
-                (roll.phase == RolloutPhase::Running)
-                    .then(|| roll.current.map(|cur| (cur, replaced_status(p, cur))))
-            }) else {
+            let Some(roll) = p
+                .rollout
+                .as_ref()
+                .filter(|r| r.phase == RolloutPhase::Running)
+            else {
                 return;
             };
+            let cur_status = roll.current.map(|cur| (cur, replaced_status(p, cur)));
             let Some(roll) = p.rollout.as_mut() else {
                 return;
             };

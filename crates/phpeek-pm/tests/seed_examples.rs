@@ -13,16 +13,6 @@ use serde_json::Value;
 
 const TOKEN: &str = "your-api-token";
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .spawn()
-        .and_then(|mut c| c.wait())
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Starts a manager whose API requires the seed's token.
 fn start_with_token(yaml: &str) -> Manager {
     let mut m = Manager::start(yaml);
@@ -73,8 +63,7 @@ fn run_bash(script: &str, path_prefix: Option<&std::path::Path>) -> (i32, String
 
 #[test]
 fn curl_scale_call_and_answer_match_the_seed() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if !require(module_path!(), &["curl"]) {
         return;
     }
     let mut m = start_with_token(&queue_config(true));
@@ -106,8 +95,7 @@ curl -X POST \
 
 #[test]
 fn jq_instance_listing_works_as_written() {
-    if !have("curl") || !have("jq") {
-        eprintln!("skipped: curl or jq is not installed");
+    if !require(module_path!(), &["curl", "jq"]) {
         return;
     }
     let mut m = start_with_token(&queue_config(true));
@@ -137,8 +125,7 @@ curl -H "Authorization: Bearer $TOKEN" \
 
 #[test]
 fn auto_scale_script_scales_by_queue_depth() {
-    if !have("curl") || !have("jq") {
-        eprintln!("skipped: curl or jq is not installed");
+    if !require(module_path!(), &["curl", "jq"]) {
         return;
     }
     let mut m = start_with_token(&queue_config(true));
@@ -198,8 +185,7 @@ done"#
 
 #[test]
 fn gradual_scale_up_script_reaches_its_target() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if !require(module_path!(), &["curl"]) {
         return;
     }
     let mut m =
@@ -240,8 +226,7 @@ echo "Reached target: $TARGET workers""#
 
 #[test]
 fn canary_promotion_without_a_token() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if !require(module_path!(), &["curl"]) {
         return;
     }
     let yaml = format!(

@@ -7,6 +7,7 @@
 //! * [`wait`]: `wait_for` and typed wait predicates.
 //! * [`cli`]: the binary as a command-line tool, with a deadline.
 //! * [`procfs`]: /proc helpers.
+//! * [`require`]: skip (or, under CI, fail) when a real component is missing.
 #![allow(
     dead_code,
     unused_imports,
@@ -19,12 +20,14 @@ mod cli;
 mod http;
 mod manager;
 mod procfs;
+mod require;
 mod wait;
 
 pub use cli::*;
 pub use http::*;
 pub use manager::*;
 pub use procfs::*;
+pub use require::*;
 pub use wait::*;
 
 pub use phpeek_wire::{

@@ -34,7 +34,9 @@ fn escaped(config: &Config) -> Config {
         p.working_dir = p.working_dir.as_deref().map(esc_path);
         p.user = p.user.as_deref().map(esc);
         p.group = p.group.as_deref().map(esc);
-        p.depends_on = p.depends_on.iter().map(|s| esc(s)).collect();
+        for d in &mut p.depends_on {
+            d.process = esc(&d.process);
+        }
         if let Some(hc) = &mut p.health_check {
             match &mut hc.kind {
                 HealthCheckKind::Tcp { address } => *address = esc(address),

@@ -50,6 +50,8 @@ pub struct Global {
     /// Bytes of child output read and not yet written, across all
     /// instances and both streams; when full, children wait.
     pub log_buffer: u64,
+    /// `global.hooks`: commands run around the manager's own start and stop.
+    pub hooks: GlobalHooks,
 }
 
 /// Default of `global.log_buffer`: 8 MiB.
@@ -79,6 +81,7 @@ impl Default for Global {
             max_restart_attempts: 0,
             dependency_timeout: Duration::from_secs(300),
             log_buffer: DEFAULT_LOG_BUFFER,
+            hooks: GlobalHooks::default(),
         }
     }
 }
@@ -136,10 +139,236 @@ impl RestartPolicy {
 }
 vocabulary!(RestartPolicy);
 
+/// A process's `type:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessType {
+    /// Runs until stopped; restarted by its policy.
+    Longrun,
+    /// Runs to its end once per start of the manager (SPEC 11).
+    Oneshot,
+}
+
+impl ProcessType {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("longrun", ProcessType::Longrun),
+        ("oneshot", ProcessType::Oneshot),
+    ];
+}
+vocabulary!(ProcessType);
+
+impl ProcessType {
+    fn is_longrun(&self) -> bool {
+        *self == ProcessType::Longrun
+    }
+}
+
+/// A one-shot's `on_failure:`: what its failing for good means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Continue,
+    /// Stop everything in order and exit with the task's exit code.
+    Shutdown,
+}
+
+impl OnFailure {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("continue", OnFailure::Continue),
+        ("shutdown", OnFailure::Shutdown),
+    ];
+}
+vocabulary!(OnFailure);
+
+impl OnFailure {
+    fn is_continue(&self) -> bool {
+        *self == OnFailure::Continue
+    }
+}
+
+/// What a dependency must reach before its dependents start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyCondition {
+    /// Every instance running (a one-shot: started, whatever came after).
+    Started,
+    /// Running and, where it has a health check, healthy.
+    Healthy,
+    /// Every one-shot instance ended, with any exit code.
+    Completed,
+    /// Every one-shot instance ended with exit code 0.
+    CompletedSuccessfully,
+}
+
+impl DependencyCondition {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("started", DependencyCondition::Started),
+        ("healthy", DependencyCondition::Healthy),
+        ("completed", DependencyCondition::Completed),
+        (
+            "completed_successfully",
+            DependencyCondition::CompletedSuccessfully,
+        ),
+    ];
+}
+vocabulary!(DependencyCondition);
+
+/// One entry of `depends_on`: a process and the condition it must meet.
+/// The list form resolves to `healthy` for a longrun and
+/// `completed_successfully` for a one-shot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub process: String,
+    pub condition: DependencyCondition,
+}
+
+impl Dependency {
+    pub fn new(process: impl Into<String>, condition: DependencyCondition) -> Self {
+        Dependency {
+            process: process.into(),
+            condition,
+        }
+    }
+}
+
+/// Serialised in the long form, `name: condition`, so a rendered file
+/// re-reads to the same conditions.
+pub(crate) mod depends_text {
+    use serde::ser::SerializeMap;
+
+    pub fn serialize<S: serde::Serializer>(
+        deps: &[super::Dependency],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(deps.len()))?;
+        for d in deps {
+            map.serialize_entry(&d.process, d.condition.as_str())?;
+        }
+        map.end()
+    }
+}
+
+/// `initial_state:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    Started,
+    /// Defined, not started until a `start` request.
+    Stopped,
+}
+
+impl InitialState {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("started", InitialState::Started),
+        ("stopped", InitialState::Stopped),
+    ];
+}
+vocabulary!(InitialState);
+
+impl InitialState {
+    fn is_started(&self) -> bool {
+        *self == InitialState::Started
+    }
+}
+
+/// A schedule's `concurrency:`: what a tick does while a run is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Skip the tick (counted as missed), unless the run ends within
+    /// `starting_deadline`.
+    Forbid,
+    /// Start another run, up to `max_concurrent`.
+    Allow,
+    /// Stop the running one, then start the new one.
+    Replace,
+}
+
+impl Concurrency {
+    /// The one name table (see `vocab.rs`).
+    pub const NAMES: &'static [(&'static str, Self)] = &[
+        ("forbid", Concurrency::Forbid),
+        ("allow", Concurrency::Allow),
+        ("replace", Concurrency::Replace),
+    ];
+}
+vocabulary!(Concurrency);
+
+/// `schedule:` (SPEC 11): the process runs at the ticks of `cron`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Schedule {
+    /// 5 fields, or 6 with seconds first, or an `@` alias; checked at load.
+    pub cron: String,
+    /// An IANA zone name from the built-in database; checked at load
+    /// (defaults to `$TZ` when that names a zone, else `UTC`).
+    pub timezone: String,
+    pub concurrency: Concurrency,
+    /// With `allow`: runs at once.
+    pub max_concurrent: u32,
+    /// A run still going after this is stopped (signal, then SIGKILL).
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_text")]
+    pub timeout: Option<Duration>,
+    /// `forbid`: a tick waits this long for the previous run to end.
+    #[serde(with = "duration_text")]
+    pub starting_deadline: Duration,
+    pub run_on_start: bool,
+    /// Runs kept in the history.
+    pub history: u32,
+    pub suspended: bool,
+}
+
+/// Default of `schedule.history`.
+pub const DEFAULT_SCHEDULE_HISTORY: u32 = 10;
+
+/// One hook command (SPEC 11).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hook {
+    pub command: Vec<String>,
+    #[serde(with = "duration_text")]
+    pub timeout: Duration,
+    /// Further attempts after a failure.
+    pub retries: u32,
+    pub continue_on_error: bool,
+}
+
+/// Default of a hook's `timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `global.hooks`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GlobalHooks {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_stop: Vec<Hook>,
+}
+
+/// A process's `hooks`, run around each of its instances.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProcessHooks {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<Hook>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_stop: Vec<Hook>,
+}
+
+impl ProcessHooks {
+    pub fn is_empty(&self) -> bool {
+        self.pre_start.is_empty() && self.pre_stop.is_empty() && self.post_stop.is_empty()
+    }
+}
+
 /// One entry under `processes:`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessConfig {
     pub enabled: bool,
+    #[serde(rename = "type", skip_serializing_if = "ProcessType::is_longrun")]
+    pub kind: ProcessType,
     /// argv; may still hold `${PHPEEK_PM_INSTANCE_*}` / `${PHPEEK_PM_PROCESS_NAME}`
     /// references, expanded per instance by [`crate::expand_instance_vars`].
     pub command: Vec<String>,
@@ -147,6 +376,21 @@ pub struct ProcessConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_scale: Option<u32>,
     pub restart: RestartPolicy,
+    /// Overrides `global.max_restart_attempts` (0 = unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_restart_attempts: Option<u32>,
+    /// One-shots: a run still going after this is stopped and fails.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_text")]
+    pub timeout: Option<Duration>,
+    /// One-shots: what failing for good means.
+    #[serde(skip_serializing_if = "OnFailure::is_continue")]
+    pub on_failure: OnFailure,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    #[serde(skip_serializing_if = "ProcessHooks::is_empty")]
+    pub hooks: ProcessHooks,
+    #[serde(skip_serializing_if = "InitialState::is_started")]
+    pub initial_state: InitialState,
     /// Values may hold per-instance references like `command`.
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,7 +401,8 @@ pub struct ProcessConfig {
     /// A group name or a numeric gid; when absent the user's primary group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    pub depends_on: Vec<String>,
+    #[serde(with = "depends_text", skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
     /// Instance N gets `PHPEEK_PM_INSTANCE_PORT = port_base + N`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port_base: Option<u16>,
@@ -263,6 +508,22 @@ impl Serialize for HealthCheckKind {
             HealthCheckKind::Exec { command } => map.serialize_entry("command", command)?,
         }
         map.end()
+    }
+}
+
+impl ProcessConfig {
+    pub fn is_oneshot(&self) -> bool {
+        self.kind == ProcessType::Oneshot
+    }
+
+    /// The names in `depends_on`, in order.
+    pub fn dependency_names(&self) -> impl Iterator<Item = &str> {
+        self.depends_on.iter().map(|d| d.process.as_str())
+    }
+
+    /// Whether `name` is among the dependencies.
+    pub fn depends_on_process(&self, name: &str) -> bool {
+        self.dependency_names().any(|d| d == name)
     }
 }
 

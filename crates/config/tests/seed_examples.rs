@@ -334,7 +334,7 @@ processes:
     let q = &c.processes["queue-default"];
     assert_eq!(q.max_scale, Some(20));
     assert_eq!(q.port_base, Some(8080));
-    assert_eq!(q.depends_on, ["php-fpm"]);
+    assert_eq!(q.dependency_names().collect::<Vec<_>>(), ["php-fpm"]);
     assert_eq!(q.user.as_deref(), Some("www-data"));
     let hc = q.health_check.as_ref().map(|h| h.kind.type_name());
     assert_eq!(hc, Some("http"));

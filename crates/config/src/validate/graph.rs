@@ -16,9 +16,7 @@ pub(crate) fn find_cycles(config: &Config) -> Vec<Vec<String>> {
         .iter()
         .map(|(n, p)| {
             let deps = p
-                .depends_on
-                .iter()
-                .map(String::as_str)
+                .dependency_names()
                 .filter(|d| config.processes.contains_key(*d))
                 .collect();
             (n.as_str(), deps)
@@ -90,7 +88,10 @@ mod tests {
         };
         for (name, ds) in deps {
             let mut p = default_process();
-            p.depends_on = ds.iter().map(|s| s.to_string()).collect();
+            p.depends_on = ds
+                .iter()
+                .map(|s| crate::Dependency::new(*s, crate::DependencyCondition::Healthy))
+                .collect();
             c.processes.insert(name.to_string(), p);
         }
         c
@@ -117,9 +118,15 @@ mod tests {
         for (i, n) in names.iter().enumerate() {
             let mut p = default_process();
             if let Some(next) = names.get(i + 1) {
-                p.depends_on = vec![next.clone()];
+                p.depends_on = vec![crate::Dependency::new(
+                    next.clone(),
+                    crate::DependencyCondition::Healthy,
+                )];
             } else {
-                p.depends_on = vec!["p0".to_string()];
+                p.depends_on = vec![crate::Dependency::new(
+                    "p0",
+                    crate::DependencyCondition::Healthy,
+                )];
             }
             c.processes.insert(n.clone(), p);
         }

@@ -14,17 +14,27 @@ use super::{ProcMeta, GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
 use crate::duration::parse_signal;
 use crate::substitute::uses_port_without_default;
 use crate::tree::{Entry, Node, Origin, Value};
-use crate::{ProcessConfig, RestartPolicy, Shutdown};
+use crate::{
+    Dependency, DependencyCondition, InitialState, OnFailure, ProcessConfig, ProcessHooks,
+    ProcessType, RestartPolicy, Shutdown,
+};
 
 const SHUTDOWN_KEYS: &[&str] = &["signal", "timeout"];
 
 pub(crate) fn default_process() -> ProcessConfig {
     ProcessConfig {
         enabled: true,
+        kind: ProcessType::Longrun,
         command: Vec::new(),
         scale: 1,
         max_scale: None,
         restart: RestartPolicy::Always,
+        max_restart_attempts: None,
+        timeout: None,
+        on_failure: OnFailure::Continue,
+        schedule: None,
+        hooks: ProcessHooks::default(),
+        initial_state: InitialState::Started,
         env: BTreeMap::new(),
         working_dir: None,
         user: None,
@@ -187,8 +197,13 @@ fn read_depends_on(
         };
         match ctx.text(item, &ipath, "a process name") {
             Got::Val(dep) => {
-                if !p.depends_on.contains(&dep) {
-                    p.depends_on.push(dep.clone());
+                if !p.depends_on_process(&dep) {
+                    // The list form's condition depends on the dependency's
+                    // type; the cross checks settle it once all are read.
+                    p.depends_on.push(Dependency {
+                        process: dep.clone(),
+                        condition: DependencyCondition::Healthy,
+                    });
                     meta.depends.push((dep, item.origin.clone()));
                 }
             }

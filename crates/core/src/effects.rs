@@ -26,7 +26,8 @@ use crate::health::{start_probing, ProbeKit, Target as ProbeTarget};
 use crate::logs::{LogHub, LogRing, Stream};
 use crate::registry::ChildRegistry;
 use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
-use crate::supervisor::{InstanceRef, Msg, ProbeReport, SpawnReport, Timer};
+use crate::supervisor::{HookReport, InstanceRef, Msg, ProbeReport, SpawnReport, Timer};
+use crate::workloads::hooks::{run_hooks, HookJob, HookKit};
 use crate::timers::Timers;
 
 #[cfg(test)]
@@ -94,6 +95,8 @@ pub(crate) trait Effects {
     fn start_probe(&mut self, probe: ProbeStart) -> ProbeHandle;
     /// Drops the probe metric series of a process that left the config.
     fn forget_probe_metrics(&mut self, process: &str, kind: &'static str);
+    /// Runs a list of hooks; the outcome comes back as `Msg::Hook`.
+    fn run_hooks(&mut self, job: HookJob);
     /// Gives memory the allocator holds but no longer uses back to the OS.
     fn release_memory(&mut self);
     /// Waits (bounded) for output readers to drain before the manager exits.
@@ -109,6 +112,7 @@ pub(crate) struct OsEffects {
     log_tasks: Vec<tokio::task::JoinHandle<()>>,
     kit: ProbeKit,
     timers: Timers,
+    hooks: HookKit,
 }
 
 impl OsEffects {
@@ -118,6 +122,11 @@ impl OsEffects {
             tx,
             registry: Arc::clone(&kit.registry),
             spawner: kit.spawner.clone(),
+            hooks: HookKit {
+                spawner: kit.spawner.clone(),
+                registry: Arc::clone(&kit.registry),
+                logs: logs.clone(),
+            },
             logs,
             log_tasks: Vec::new(),
             kit,
@@ -225,6 +234,19 @@ impl Effects for OsEffects {
 
     fn forget_probe_metrics(&mut self, process: &str, kind: &'static str) {
         self.kit.metrics.forget_process(process, kind);
+    }
+
+    fn run_hooks(&mut self, job: HookJob) {
+        let kit = self.hooks.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let outcome = run_hooks(&kit, &job).await;
+            let _ = tx.send(Msg::Hook(HookReport {
+                owner: job.owner,
+                point: job.point,
+                outcome,
+            }));
+        });
     }
 
     fn release_memory(&mut self) {

@@ -47,6 +47,7 @@ pub mod snapshot;
 pub mod spawn;
 pub mod supervisor;
 mod timers;
+pub mod workloads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,7 +60,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use snapshot::{
     InstanceSnap, ProcessSnap, RestartCounts, RestartReason, ScaleEvents, Snapshot, Target,
 };
-pub use supervisor::{Action, ActionDone, CommandError, ReloadSummary, ScaleOutcome, SignalEvent};
+pub use supervisor::{
+    Action, ActionDone, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
+};
 
 use effects::OsEffects;
 use registry::ChildRegistry;
@@ -132,6 +135,11 @@ impl Handle {
             reply,
         })
         .await
+    }
+
+    /// Runs a scheduled or one-shot process now.
+    pub async fn run(&self, name: String) -> Result<RunStarted, CommandError> {
+        self.request(|reply| Request::Run { name, reply }).await
     }
 
     /// Applies an already validated configuration.

@@ -10,10 +10,14 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use phpeek_config::RestartPolicy;
-use phpeek_wire::{Health, InstanceInfo, InstanceState, ProcessInfo, ProcessState, Rollout};
+use phpeek_config::{Dependency, ProcessType, RestartPolicy};
+use phpeek_wire::{
+    Health, InstanceInfo, InstanceState, LastRun, ProcessInfo, ProcessState, Rollout, RunInfo,
+    RunResult, ScheduleInfo,
+};
 
 use crate::logs::LogRing;
+use crate::workloads::history::{RunHistory, RunRecord};
 
 /// Why an instance was restarted (metric label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +124,33 @@ pub struct ProcessSnap {
     /// `health_check.type` when the process has one.
     pub health_type: Option<&'static str>,
     pub scale_events: ScaleEvents,
+    pub kind: ProcessType,
+    pub schedule: Option<ScheduleSnap>,
+    /// Finished runs (one-shots and schedules), newest last.
+    pub history: Arc<RunHistory>,
+    /// Runs going now, as run records (`result: running`).
+    pub runs_going: Vec<RunRecord>,
     pub instances: Vec<InstanceSnap>,
+}
+
+/// A scheduled process's schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduleSnap {
+    pub cron: String,
+    pub timezone: String,
+    pub next_run: Option<SystemTime>,
+    pub suspended: bool,
+    pub missed: u64,
+}
+
+/// Attempts of one hook point by result (`phpeek_pm_hook_runs_total`).
+#[derive(Debug, Clone)]
+pub struct HookCount {
+    /// Empty for global hooks.
+    pub process: Arc<str>,
+    pub hook: &'static str,
+    pub result: &'static str,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -129,6 +159,7 @@ pub struct Snapshot {
     pub processes: Vec<ProcessSnap>,
     pub shutting_down: bool,
     pub orphans_reaped: u64,
+    pub hook_runs: Vec<HookCount>,
 }
 
 fn unix_secs(t: SystemTime) -> i64 {
@@ -182,6 +213,22 @@ impl ProcessSnap {
             enabled: self.enabled,
             reason: self.reason.clone(),
             rollout: self.rollout.clone(),
+            kind: self.kind.as_str().to_string(),
+            schedule: self.schedule.as_ref().map(|s| ScheduleInfo {
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                next_run: s.next_run.map(unix_secs),
+                suspended: s.suspended,
+                running: u32::try_from(self.runs_going.len()).unwrap_or(u32::MAX),
+                missed: s.missed,
+                last_run: self.last_run().map(|r| LastRun {
+                    started_at: unix_secs(r.started_at),
+                    ended_at: r.ended_at.map(unix_secs),
+                    exit_code: r.exit_code,
+                    duration_ms: r.duration.map(millis),
+                    trigger: r.trigger,
+                }),
+            }),
             instances: self
                 .instances
                 .iter()
@@ -192,6 +239,61 @@ impl ProcessSnap {
 }
 
 /// What a name given to the API or CLI refers to.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RunRecord {
+    pub fn to_info(&self) -> RunInfo {
+        RunInfo {
+            instance: self.instance.to_string(),
+            started_at: unix_secs(self.started_at),
+            ended_at: self.ended_at.map(unix_secs),
+            exit_code: self.exit_code,
+            duration_ms: self.duration.map(millis),
+            trigger: self.trigger,
+            result: self.result,
+            lines: self.output(),
+        }
+    }
+}
+
+impl ProcessSnap {
+    /// The newest run: one going, else the last finished.
+    pub fn last_run(&self) -> Option<&RunRecord> {
+        self.runs_going
+            .iter()
+            .max_by_key(|r| r.started_at)
+            .or_else(|| self.history.last())
+    }
+
+    /// Runs newest first: those going, then the finished ones.
+    pub fn run_infos(&self) -> Vec<RunInfo> {
+        let mut going: Vec<&RunRecord> = self.runs_going.iter().collect();
+        going.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+        going
+            .into_iter()
+            .chain(self.history.runs.iter().rev())
+            .map(RunRecord::to_info)
+            .collect()
+    }
+
+    /// Whether runs of this process are listed (`/runs`).
+    pub fn has_runs(&self) -> bool {
+        self.schedule.is_some() || self.kind == ProcessType::Oneshot
+    }
+
+    pub fn finished_runs(&self, result: RunResult) -> u64 {
+        let s = &self.history.stats;
+        match result {
+            RunResult::Success => s.success,
+            RunResult::Failure => s.failure,
+            RunResult::Timeout => s.timeout,
+            RunResult::Running => u64::try_from(self.runs_going.len()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 pub enum Target<'a> {
     Process(&'a ProcessSnap),
     Instance(&'a ProcessSnap, &'a InstanceSnap),
@@ -230,9 +332,10 @@ pub(crate) enum GateView<'a> {
 pub(crate) struct ProcessView<'a> {
     pub enabled: bool,
     pub gate: GateView<'a>,
-    pub depends_on: &'a [String],
+    pub depends_on: &'a [Dependency],
     pub desired: u32,
     pub instances: &'a [InstanceSnap],
+    pub scheduled: bool,
 }
 
 /// The aggregate state of a process, with a reason when there is one.
@@ -242,7 +345,12 @@ pub(crate) fn process_state(p: &ProcessView<'_>) -> (ProcessState, Option<String
     }
     match p.gate {
         GateView::Waiting => {
-            let deps = p.depends_on.join(", ");
+            let deps = p
+                .depends_on
+                .iter()
+                .map(|d| d.process.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             return (
                 ProcessState::Waiting,
                 Some(format!("waiting for dependencies: {deps}")),
@@ -250,6 +358,9 @@ pub(crate) fn process_state(p: &ProcessView<'_>) -> (ProcessState, Option<String
         }
         GateView::Failed(why) => return (ProcessState::Failed, Some(why.to_string())),
         GateView::Open => {}
+    }
+    if p.scheduled {
+        return (ProcessState::Scheduled, None);
     }
     let count = |s: InstanceState| p.instances.iter().filter(|i| i.state == s).count();
     let total = p.instances.len();
@@ -263,7 +374,15 @@ pub(crate) fn process_state(p: &ProcessView<'_>) -> (ProcessState, Option<String
     if count(InstanceState::Stopped) == total {
         return (ProcessState::Stopped, None);
     }
-    if count(InstanceState::Exited) + count(InstanceState::Failed) == total {
+    let completed = count(InstanceState::Completed);
+    if completed == total {
+        return (ProcessState::Completed, None);
+    }
+    if count(InstanceState::Exited) + count(InstanceState::Failed) + completed == total {
+        // A one-shot with a failed copy failed, whatever the others did.
+        if completed > 0 && count(InstanceState::Failed) > 0 {
+            return (ProcessState::Failed, None);
+        }
         return (ProcessState::Exited, None);
     }
     if running == total && running as u64 == u64::from(p.desired) {

@@ -250,6 +250,11 @@ pub async fn status(client: &Client, json: bool) -> Result<(), Failure> {
     } else {
         print!("{}", status_table(&instances));
     }
+    let processes: Vec<ProcessInfo> = client.get("/processes?view=processes").await?;
+    print!(
+        "{}",
+        crate::runs::summary(&processes, std::time::SystemTime::now())
+    );
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 mod client;
 mod logging;
+mod runs;
 mod tui;
 
 use std::io::Write;
@@ -70,6 +71,15 @@ enum Cmd {
     Stop { name: String },
     /// Restart a process (rolling) or one instance.
     Restart { name: String },
+    /// Run a scheduled or one-shot process now.
+    Run { name: String },
+    /// Show the runs of a scheduled or one-shot process, newest first.
+    Runs {
+        name: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the recent output of a process or an instance.
     Logs {
         name: String,
@@ -198,6 +208,8 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
             Cmd::Start { name } => client::action(&client, name, "start").await,
             Cmd::Stop { name } => client::action(&client, name, "stop").await,
             Cmd::Restart { name } => client::action(&client, name, "restart").await,
+            Cmd::Run { name } => runs::run(&client, name).await,
+            Cmd::Runs { name, json } => runs::runs(&client, name, *json).await,
             Cmd::Logs {
                 name,
                 follow,

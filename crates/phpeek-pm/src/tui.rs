@@ -26,6 +26,8 @@ pub struct ProcRow {
     pub restarts: u64,
     pub cpu: f64,
     pub memory: u64,
+    /// A schedule's next and last run, or a one-shot's state.
+    pub note: String,
     pub instances: Vec<InstanceInfo>,
 }
 
@@ -67,6 +69,12 @@ impl Model {
             row.memory += i.memory_bytes.unwrap_or(0);
             row.instances.push(i.clone());
         }
+        for name in desired.keys() {
+            by.entry(name.clone()).or_insert_with(|| ProcRow {
+                name: name.clone(),
+                ..ProcRow::default()
+            });
+        }
         for (name, row) in by.iter_mut() {
             row.desired = desired
                 .get(name)
@@ -95,6 +103,7 @@ fn state_style(state: InstanceState) -> Style {
             Style::default().fg(Color::Yellow)
         }
         InstanceState::Failed => Style::default().fg(Color::Red),
+        InstanceState::Completed => Style::default().fg(Color::Cyan),
         InstanceState::Stopped | InstanceState::Exited => Style::default().fg(Color::DarkGray),
     }
 }
@@ -109,7 +118,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
     .areas(frame.area());
 
     let header = Row::new([
-        "PROCESS", "DESIRED", "RUNNING", "RESTARTS", "CPU s", "MEMORY",
+        "PROCESS", "DESIRED", "RUNNING", "RESTARTS", "CPU s", "MEMORY", "RUNS",
     ])
     .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = model.processes.iter().map(|p| {
@@ -120,6 +129,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
             Cell::from(p.restarts.to_string()),
             Cell::from(format!("{:.1}", p.cpu)),
             Cell::from(mib(p.memory)),
+            Cell::from(p.note.clone()),
         ])
     });
     let table = Table::new(
@@ -131,6 +141,7 @@ pub fn render(frame: &mut Frame, model: &Model) {
             Constraint::Length(9),
             Constraint::Length(8),
             Constraint::Length(11),
+            Constraint::Min(24),
         ],
     )
     .header(header)
@@ -197,13 +208,57 @@ async fn refresh(client: &Client, model: &mut Model) -> Result<(), Failure> {
         }
     }
     let mut desired = BTreeMap::new();
-    for n in names {
-        if let Ok(p) = client.get::<ProcessInfo>(&format!("/processes/{n}")).await {
-            desired.insert(n, u64::from(p.desired));
+    let mut notes = BTreeMap::new();
+    match client.get::<Vec<ProcessInfo>>("/processes?view=processes").await {
+        Ok(list) => {
+            for p in &list {
+                desired.insert(p.name.clone(), u64::from(p.desired));
+                notes.insert(p.name.clone(), runs_note(p, std::time::SystemTime::now()));
+            }
+        }
+        Err(_) => {
+            for n in names {
+                if let Ok(p) = client.get::<ProcessInfo>(&format!("/processes/{n}")).await {
+                    desired.insert(n, u64::from(p.desired));
+                }
+            }
         }
     }
     model.update(&instances, &desired);
+    for row in &mut model.processes {
+        row.note = notes.remove(&row.name).unwrap_or_default();
+    }
     Ok(())
+}
+
+/// The RUNS column: a schedule's next run and last result, a one-shot's
+/// state.
+pub fn runs_note(p: &ProcessInfo, now: std::time::SystemTime) -> String {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    if let Some(s) = &p.schedule {
+        let next = match (s.suspended, s.next_run) {
+            (true, _) => "suspended".to_string(),
+            (false, Some(t)) => format!("next in {}s", (t - now).max(0)),
+            (false, None) => "no next run".to_string(),
+        };
+        let last = match s.last_run.as_ref() {
+            None => String::new(),
+            Some(r) if r.ended_at.is_none() => " · running".to_string(),
+            Some(r) => match r.exit_code {
+                Some(0) => " · last ok".to_string(),
+                Some(c) => format!(" · last exit {c}"),
+                None => " · last failed".to_string(),
+            },
+        };
+        return format!("{next}{last}");
+    }
+    if p.kind == "oneshot" {
+        return format!("one-shot {:?}", p.state).to_lowercase();
+    }
+    String::new()
 }
 
 async fn act(client: &Client, model: &mut Model, key: KeyCode) {

@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
     ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
-    LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, ScaleResponse,
+    LastRun, LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse,
+    RunInfo, RunResponse, RunResult, RunTrigger, ScaleResponse, ScheduleInfo,
 };
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -87,6 +88,8 @@ fn not_found(name: &str) -> ApiError {
         stop_process,
         restart_process,
         process_logs,
+        run_process,
+        process_runs,
         reload,
         openapi
     ),
@@ -102,7 +105,13 @@ fn not_found(name: &str) -> ApiError {
         LogsResponse,
         LogLine,
         ReloadResponse,
-        ErrorResponse
+        ErrorResponse,
+        RunResponse,
+        RunInfo,
+        RunTrigger,
+        RunResult,
+        ScheduleInfo,
+        LastRun
     ),
     responses(BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge))
 )]
@@ -124,6 +133,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/processes/{name}/stop", post(stop_process))
         .route("/api/v1/processes/{name}/restart", post(restart_process))
         .route("/api/v1/processes/{name}/logs", get(process_logs))
+        .route("/api/v1/processes/{name}/run", post(run_process))
+        .route("/api/v1/processes/{name}/runs", get(process_runs))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(fallback)
@@ -216,8 +227,18 @@ async fn ready(State(state): State<ApiState>) -> Response {
             reasons.push(format!("{}: {why}", p.name));
             continue;
         }
+        // Runs of a schedule come and go: they are no reason either way.
+        if p.schedule.is_some() {
+            continue;
+        }
+        let oneshot = p.kind == phpeek_config::ProcessType::Oneshot;
         for i in &p.instances {
+            if oneshot && matches!(i.state, InstanceState::Running | InstanceState::Starting) {
+                reasons.push(format!("{} is {} (one-shot)", i.name, i.state.as_str()));
+                continue;
+            }
             let fine = match i.state {
+                InstanceState::Completed => true,
                 InstanceState::Running => {
                     p.health_type.is_none() || i.health == phpeek_wire::Health::Healthy
                 }
@@ -268,15 +289,18 @@ async fn ready(State(state): State<ApiState>) -> Response {
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     resources: Option<String>,
+    view: Option<String>,
 }
 
 /// Every instance of every process, ordered by process name then number.
 /// With `?resources=true` each running instance also carries the CPU time
 /// and resident memory of its process tree (read from /proc).
 #[utoipa::path(get, path = "/api/v1/processes",
-    params(("resources" = Option<bool>, Query, description = "`true` adds cpu_seconds and memory_bytes")),
+    params(
+        ("resources" = Option<bool>, Query, description = "`true` adds cpu_seconds and memory_bytes"),
+        ("view" = Option<String>, Query, description = "`instances` (default): every instance; `processes`: every process object, also those without instances (a schedule between runs, a process at scale 0)", example = json!("processes"))),
     responses(
-        (status = 200, description = "Every instance.", body = [InstanceInfo], links(
+        (status = 200, description = "Every instance (or, with `view=processes`, every process).", body = [ProcessOrInstance], links(
             ("GetInstance" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/name")))),
             ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/process")))),
             ("ScaleProcess" = (operation_id = "scale_process", parameters(("name" = "$response.body#/0/process")))),
@@ -291,7 +315,27 @@ struct ListQuery {
 async fn list_processes(
     State(state): State<ApiState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<InstanceInfo>>, ApiError> {
+) -> Result<Response, ApiError> {
+    match q.view.as_deref() {
+        None | Some("instances") => {}
+        Some("processes") => {
+            let now = SystemTime::now();
+            let list: Vec<ProcessInfo> = state
+                .handle
+                .snapshot()
+                .processes
+                .iter()
+                .map(|p| p.to_info(now))
+                .collect();
+            return Ok(Json(list).into_response());
+        }
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`view` must be instances or processes, not `{other}`"),
+            ))
+        }
+    }
     let resources = match q.resources.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -314,7 +358,7 @@ async fn list_processes(
             }
         }
     }
-    Ok(Json(list))
+    Ok(Json(list).into_response())
 }
 
 /// A process (with its instances) or a single instance.
@@ -645,6 +689,61 @@ async fn process_logs(
         process: name,
         lines: lines.into_iter().skip(skip).map(|(_, l)| l).collect(),
     }))
+}
+
+/// Runs a scheduled or one-shot process now.
+#[utoipa::path(post, path = "/api/v1/processes/{name}/run",
+    params(("name" = String, Path, description = "a scheduled or one-shot process", example = json!(EXAMPLE_PROCESS))),
+    responses(
+        (status = 202, description = "The run is starting (with `replace`, once the running one stopped).", body = RunResponse, links(
+            ("Runs" = (operation_id = "process_runs", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
+async fn run_process(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let started = state.handle.run(name).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunResponse {
+            message: "run initiated".into(),
+            process: started.process,
+            instances: started.instances,
+        }),
+    )
+        .into_response())
+}
+
+/// The runs of a scheduled or one-shot process, newest first.
+#[utoipa::path(get, path = "/api/v1/processes/{name}/runs",
+    params(("name" = String, Path, description = "a scheduled or one-shot process", example = json!(EXAMPLE_PROCESS))),
+    responses(
+        (status = 200, description = "Runs going, then finished ones (as many as `history` keeps).", body = [RunInfo]),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound)))]
+async fn process_runs(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<RunInfo>>, ApiError> {
+    let snap = state.handle.snapshot();
+    let Some(p) = snap.processes.iter().find(|p| *p.name == *name) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no process named `{name}`"),
+        ));
+    };
+    if !p.has_runs() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}` is a long-running process: it has no runs"),
+        ));
+    }
+    Ok(Json(p.run_infos()))
 }
 
 /// This document.

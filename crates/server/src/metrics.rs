@@ -55,6 +55,67 @@ struct HealthLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    name: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    name: String,
+    hook: String,
+    result: String,
+}
+
+/// A histogram whose buckets were counted elsewhere (the supervisor keeps
+/// run durations; the endpoint only encodes them).
+#[derive(Debug, Default)]
+struct CountedHistogram {
+    inner: std::sync::Mutex<(f64, u64, Vec<(f64, u64)>)>,
+}
+
+impl CountedHistogram {
+    fn set(&self, sum: f64, count: u64, cumulative: &[(f64, u64)]) {
+        // The encoder wants counts per bucket and adds them up itself.
+        let mut per_bucket = Vec::with_capacity(cumulative.len() + 1);
+        let mut below = 0;
+        for (bound, c) in cumulative {
+            per_bucket.push((*bound, c.saturating_sub(below)));
+            below = *c;
+        }
+        per_bucket.push((f64::INFINITY, count.saturating_sub(below)));
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = (sum, count, per_bucket);
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for CountedHistogram {
+    const TYPE: prometheus_client::metrics::MetricType =
+        prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for CountedHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = &*self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            *sum, *count, buckets, None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
 }
@@ -80,6 +141,23 @@ pub fn render(
     let scale_events = Family::<ScaleLabels, Counter>::default();
     let build_info = Family::<VersionLabels, Gauge>::default();
     let manager_up = Gauge::<i64>::default();
+    let schedule_runs = Family::<ResultLabels, Counter>::default();
+    let schedule_missed = Family::<ProcessLabels, Counter>::default();
+    let schedule_running = Family::<ProcessLabels, Gauge>::default();
+    let schedule_last_run = Family::<ProcessLabels, Gauge>::default();
+    let schedule_last_success = Family::<ProcessLabels, Gauge>::default();
+    let schedule_next_run = Family::<ProcessLabels, Gauge>::default();
+    let schedule_duration = Family::<ProcessLabels, CountedHistogram>::default();
+    let hook_runs = Family::<HookLabels, Counter>::default();
+    for h in &snap.hook_runs {
+        hook_runs
+            .get_or_create(&HookLabels {
+                name: h.process.to_string(),
+                hook: h.hook.into(),
+                result: h.result.into(),
+            })
+            .inc_by(h.count);
+    }
 
     for p in &snap.processes {
         let name = p.name.to_string();
@@ -100,6 +178,39 @@ pub fn render(
                     direction: dir.into(),
                 })
                 .inc_by(n);
+        }
+        if let Some(sched) = &p.schedule {
+            use phpeek_wire::RunResult;
+            let stats = &p.history.stats;
+            for result in [RunResult::Success, RunResult::Failure, RunResult::Timeout] {
+                schedule_runs
+                    .get_or_create(&ResultLabels {
+                        name: name.clone(),
+                        result: result.as_str().into(),
+                    })
+                    .inc_by(p.finished_runs(result));
+            }
+            schedule_missed.get_or_create(&pl).inc_by(sched.missed);
+            schedule_running
+                .get_or_create(&pl)
+                .set(i64::try_from(p.runs_going.len()).unwrap_or(i64::MAX));
+            if let Some(r) = p.last_run() {
+                schedule_last_run.get_or_create(&pl).set(unix_seconds(r.started_at));
+            }
+            if let Some(t) = stats.last_success {
+                schedule_last_success.get_or_create(&pl).set(unix_seconds(t));
+            }
+            if let Some(t) = sched.next_run {
+                schedule_next_run.get_or_create(&pl).set(unix_seconds(t));
+            }
+            let cumulative: Vec<(f64, u64)> = phpeek_core::workloads::history::RUN_DURATION_BUCKETS
+                .iter()
+                .copied()
+                .zip(stats.buckets.iter().copied())
+                .collect();
+            schedule_duration
+                .get_or_create(&pl)
+                .set(stats.duration_sum, stats.finished(), &cumulative);
         }
         for i in &p.instances {
             let il = InstanceLabels {
@@ -211,6 +322,46 @@ pub fn render(
         "phpeek_pm_scale_events",
         "Scale requests by direction",
         scale_events,
+    );
+    reg.register(
+        "phpeek_pm_schedule_runs",
+        "Finished runs of a schedule by result",
+        schedule_runs,
+    );
+    reg.register(
+        "phpeek_pm_schedule_missed",
+        "Ticks of a schedule that did not run",
+        schedule_missed,
+    );
+    reg.register(
+        "phpeek_pm_schedule_running",
+        "Runs of a schedule going now",
+        schedule_running,
+    );
+    reg.register(
+        "phpeek_pm_schedule_last_run_timestamp_seconds",
+        "Unix time the last run started",
+        schedule_last_run,
+    );
+    reg.register(
+        "phpeek_pm_schedule_last_success_timestamp_seconds",
+        "Unix time the last successful run ended",
+        schedule_last_success,
+    );
+    reg.register(
+        "phpeek_pm_schedule_next_run_timestamp_seconds",
+        "Unix time of the next tick",
+        schedule_next_run,
+    );
+    reg.register(
+        "phpeek_pm_schedule_run_duration_seconds",
+        "Durations of finished runs",
+        schedule_duration,
+    );
+    reg.register(
+        "phpeek_pm_hook_runs",
+        "Hook attempts by process (empty: global), hook and result",
+        hook_runs,
     );
     reg.register("phpeek_pm_build_info", "Build information", build_info);
     reg.register("phpeek_pm_up", "1 while the manager runs", manager_up);

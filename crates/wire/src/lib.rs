@@ -15,6 +15,8 @@ pub enum InstanceState {
     Exited,
     Backoff,
     Failed,
+    /// A one-shot that ended with exit code 0.
+    Completed,
 }
 
 impl InstanceState {
@@ -27,6 +29,7 @@ impl InstanceState {
             InstanceState::Exited => "exited",
             InstanceState::Backoff => "backoff",
             InstanceState::Failed => "failed",
+            InstanceState::Completed => "completed",
         }
     }
 }
@@ -99,6 +102,10 @@ pub enum ProcessState {
     Exited,
     /// Restart attempts exhausted or a dependency never became ready.
     Failed,
+    /// A one-shot whose every instance completed with exit code 0.
+    Completed,
+    /// A scheduled process between runs (or with runs going).
+    Scheduled,
 }
 
 /// Phase of a rolling restart.
@@ -148,7 +155,108 @@ pub struct ProcessInfo {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// `longrun` or `oneshot`.
+    #[serde(rename = "type", default = "longrun")]
+    pub kind: String,
+    /// Present for a scheduled process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
     pub instances: Vec<InstanceInfo>,
+}
+
+fn longrun() -> String {
+    "longrun".to_string()
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunTrigger {
+    /// A tick of the schedule.
+    Schedule,
+    /// `POST .../run`, `start`/`restart` of a one-shot, or a reload.
+    Manual,
+    /// The manager's start (a one-shot, or `run_on_start`).
+    Start,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Schedule => "schedule",
+            RunTrigger::Manual => "manual",
+            RunTrigger::Start => "start",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    Success,
+    Failure,
+    /// Stopped for running past its `timeout`.
+    Timeout,
+    Running,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+            RunResult::Timeout => "timeout",
+            RunResult::Running => "running",
+        }
+    }
+}
+
+/// The last run of a scheduled process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LastRun {
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds; null while running.
+    pub ended_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<u64>,
+    pub trigger: RunTrigger,
+}
+
+/// `schedule` in a scheduled process's object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleInfo {
+    pub cron: String,
+    pub timezone: String,
+    /// Unix seconds of the next tick; null while suspended.
+    pub next_run: Option<i64>,
+    pub suspended: bool,
+    /// Runs going now.
+    pub running: u32,
+    /// Ticks skipped (a run was going, or the clock jumped over them).
+    pub missed: u64,
+    pub last_run: Option<LastRun>,
+}
+
+/// One run of a scheduled or one-shot process
+/// (`GET /api/v1/processes/{name}/runs`, newest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunInfo {
+    /// `scheduler-1`
+    pub instance: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds; null while running.
+    pub ended_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<u64>,
+    pub trigger: RunTrigger,
+    pub result: RunResult,
+    /// Its last output lines.
+    pub lines: Vec<String>,
 }
 
 /// `GET /api/v1/health`.
@@ -190,6 +298,17 @@ pub struct ScaleResponse {
 pub struct ActionResponse {
     pub message: String,
     pub process: String,
+}
+
+/// Answer to `POST /api/v1/processes/{name}/run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunResponse {
+    /// `run initiated`
+    pub message: String,
+    pub process: String,
+    /// The instances that run now (empty when a `replace` run starts once
+    /// the running one stopped).
+    pub instances: Vec<String>,
 }
 
 /// Answer to `POST /api/v1/reload`: what the new file changed.

@@ -14,6 +14,7 @@ use super::{Effects, ProbeHandle, ProbeStart};
 use crate::logs::LogRing;
 use crate::spawn::{SpawnSpec, Spawned};
 use crate::supervisor::{InstanceRef, Timer};
+use crate::workloads::hooks::HookJob;
 
 /// One recorded effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,11 @@ pub(crate) enum Effect {
         at: InstanceRef,
         gen: u64,
     },
+    /// A hook list started, by label (`web-1:pre_stop`), with its commands.
+    Hooks {
+        label: String,
+        argv: Vec<String>,
+    },
 }
 
 /// A spawn the test has not answered yet.
@@ -55,7 +61,6 @@ pub(crate) struct ArmedTimer {
     pub timer: Timer,
 }
 
-#[derive(Default)]
 pub(crate) struct FakeEffects {
     pub log: Vec<Effect>,
     pub spawns: Vec<PendingSpawn>,
@@ -64,6 +69,30 @@ pub(crate) struct FakeEffects {
     pub alive: BTreeSet<i32>,
     /// Pids whose exit the supervisor handled.
     pub forgotten: Vec<i32>,
+    /// Hook lists the test has not answered yet.
+    pub hooks: Vec<HookJob>,
+    /// When the fake was made: the wall clock moves with tokio's clock
+    /// from [`FAKE_EPOCH`], plus `wall_offset` (a test's clock jump).
+    pub started: Instant,
+    pub wall_offset: chrono::Duration,
+}
+
+/// The fake wall clock's start: 2027-01-15T08:00:00Z.
+pub(crate) const FAKE_EPOCH: u64 = 1_800_000_000;
+
+impl Default for FakeEffects {
+    fn default() -> Self {
+        FakeEffects {
+            log: Vec::new(),
+            spawns: Vec::new(),
+            timers: Vec::new(),
+            alive: BTreeSet::new(),
+            forgotten: Vec::new(),
+            hooks: Vec::new(),
+            started: tokio::time::Instant::now().into_std(),
+            wall_offset: chrono::Duration::zero(),
+        }
+    }
 }
 
 impl FakeEffects {
@@ -98,7 +127,13 @@ impl Effects for FakeEffects {
     }
 
     fn wall_clock(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+        let base = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(FAKE_EPOCH)
+            + self.now().saturating_duration_since(self.started);
+        match self.wall_offset.to_std() {
+            Ok(ahead) => base + ahead,
+            Err(_) => base - (-self.wall_offset).to_std().unwrap_or_default(),
+        }
     }
 
     fn spawn(&mut self, at: InstanceRef, gen: u64, spec: SpawnSpec) {
@@ -150,6 +185,14 @@ impl Effects for FakeEffects {
     }
 
     fn forget_probe_metrics(&mut self, _: &str, _: &'static str) {}
+
+    fn run_hooks(&mut self, job: HookJob) {
+        self.log.push(Effect::Hooks {
+            label: job.label.to_string(),
+            argv: job.commands.iter().map(|c| c.argv.join(" ")).collect(),
+        });
+        self.hooks.push(job);
+    }
 
     fn release_memory(&mut self) {}
 

@@ -46,6 +46,7 @@ impl<E: Effects> Supervisor<E> {
                 reply,
             } => answer(reply, self.apply_action(&name, action)),
             Request::Reload { config, reply } => answer(reply, Ok(self.apply_reload(*config))),
+            Request::Run { name, reply } => answer(reply, self.apply_run(&name)),
         }
     }
 
@@ -57,6 +58,11 @@ impl<E: Effects> Supervisor<E> {
         if !p.cfg.enabled {
             return Err(CommandError::BadRequest(format!(
                 "process `{name}` is disabled in the config"
+            )));
+        }
+        if p.is_scheduled() {
+            return Err(CommandError::BadRequest(format!(
+                "`{name}` is scheduled: its runs are not scaled (use run)"
             )));
         }
         p.cfg
@@ -117,6 +123,22 @@ impl<E: Effects> Supervisor<E> {
 
     fn apply_action(&mut self, name: &str, action: Action) -> Result<ActionDone, CommandError> {
         let (pname, sel) = self.resolve(name)?;
+        let scheduled = self.processes.get(&pname).is_some_and(|p| p.is_scheduled());
+        if scheduled && sel == Selection::Process {
+            match action {
+                Action::Start => self.resume_schedule(&pname),
+                Action::Stop => self.suspend_schedule(&pname),
+                Action::Restart => {
+                    return Err(CommandError::BadRequest(format!(
+                        "`{pname}` is scheduled: use run (run now), stop (suspend) or start (resume)"
+                    )))
+                }
+            }
+            return Ok(ActionDone {
+                process: name.to_string(),
+                action,
+            });
+        }
         match action {
             Action::Start => self.apply_start(&pname, sel)?,
             Action::Stop => self.apply_stop(&pname, sel),
@@ -139,6 +161,15 @@ impl<E: Effects> Supervisor<E> {
             if sel == Selection::Process && matches!(p.gate, DepGate::Failed(_)) {
                 p.gate = DepGate::Waiting { since: now };
             }
+            // `initial_state: stopped`: a start brings it to its scale.
+            if sel == Selection::Process
+                && p.desired == 0
+                && p.instances.is_empty()
+                && p.cfg.initial_state == phpeek_config::InitialState::Stopped
+            {
+                p.desired = p.cfg.scale;
+                p.scale_events.record(0, p.desired);
+            }
         }
         if sel == Selection::Process {
             self.rearm_failed_dependents(pname);
@@ -160,10 +191,11 @@ impl<E: Effects> Supervisor<E> {
         inst.intent = Intent::Run;
         if matches!(
             inst.run,
-            RunState::Stopped | RunState::Exited | RunState::Failed
+            RunState::Stopped | RunState::Exited | RunState::Failed | RunState::Completed
         ) {
             inst.attempts = 0;
             inst.timer_gen += 1;
+            inst.trigger = phpeek_wire::RunTrigger::Manual;
             self.spawn_instance(pname, n);
         }
     }
@@ -229,6 +261,7 @@ impl<E: Effects> Supervisor<E> {
             }
             _ => {
                 inst.timer_gen += 1;
+                inst.trigger = phpeek_wire::RunTrigger::Manual;
                 self.respawn(pname, n, RestartReason::Manual);
             }
         }

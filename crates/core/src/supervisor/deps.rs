@@ -1,22 +1,30 @@
 //! Dependency gates: a process with `depends_on` starts only once every
-//! dependency is ready, and fails after `global.dependency_timeout`.
+//! dependency meets its condition, and fails after
+//! `global.dependency_timeout`, or at once when a condition can no longer
+//! be met.
 //!
 //! Invariants:
-//! - A dependency is ready when its gate is open and every wanted instance
-//!   runs and, where the process has a health check, is healthy. A
-//!   disabled dependency does not hold anything back.
+//! - `started`: the dependency's gate is open and every wanted instance
+//!   runs (a one-shot's: has started, whatever came after). `healthy`: as
+//!   `started`, and healthy where the process has a health check.
+//!   `completed`: every wanted one-shot instance ended, with any code;
+//!   `completed_successfully`: every one ended with 0.
+//! - A one-shot that failed for good makes `completed_successfully`
+//!   impossible: its dependents fail at once, with a reason naming it.
+//! - A disabled dependency does not hold anything back.
 //! - A gate opens once and stays open; a failed gate waits again only when
 //!   the user starts the process (or one it waits for) by request.
 
 use std::time::{Duration, Instant};
 
+use phpeek_config::DependencyCondition;
 use phpeek_wire::Health;
 
 use super::model::{DepGate, Process, RunState};
 use super::{Effects, Supervisor};
 
 /// How one dependency looks to the process waiting on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DepStatus {
     Ready,
     NotReady,
@@ -24,6 +32,8 @@ pub(crate) enum DepStatus {
     Disabled,
     /// Not in the config (removed by a reload).
     Missing,
+    /// Can no longer be met, and why.
+    Impossible(String),
 }
 
 /// What a waiting gate does now.
@@ -41,6 +51,12 @@ pub(crate) fn evaluate_gate(
     now: Instant,
     timeout: Duration,
 ) -> GateDecision {
+    if let Some((_, DepStatus::Impossible(why))) = deps
+        .iter()
+        .find(|(_, s)| matches!(s, DepStatus::Impossible(_)))
+    {
+        return GateDecision::Fail(why.clone());
+    }
     let missing: Vec<&str> = deps
         .iter()
         .filter(|(_, s)| matches!(s, DepStatus::NotReady | DepStatus::Missing))
@@ -59,22 +75,51 @@ pub(crate) fn evaluate_gate(
     GateDecision::Wait
 }
 
-/// Whether `d` is ready to be depended on.
-pub(crate) fn dependency_status(d: Option<&Process>) -> DepStatus {
+/// Whether `d` meets `condition`.
+pub(crate) fn dependency_status(d: Option<&Process>, condition: DependencyCondition) -> DepStatus {
     let Some(d) = d else {
         return DepStatus::Missing;
     };
     if !d.cfg.enabled {
         return DepStatus::Disabled;
     }
+    if let DepGate::Failed(why) = &d.gate {
+        if d.cfg.is_oneshot() {
+            return DepStatus::Impossible(format!("dependency {} failed: {why}", d.name));
+        }
+    }
+    if d.gate != DepGate::Open {
+        return DepStatus::NotReady;
+    }
     let checked = d.cfg.health_check.is_some();
-    let ready = d.gate == DepGate::Open
-        && (1..=d.target()).all(|n| {
-            d.instances.get(&n).is_some_and(|i| match &i.run {
-                RunState::Running(live) => !checked || live.health == Health::Healthy,
-                _ => false,
-            })
-        });
+    let wanted = || (1..=d.target()).map(|n| d.instances.get(&n));
+    let all = |ok: &dyn Fn(&RunState) -> bool| wanted().all(|i| i.is_some_and(|i| ok(&i.run)));
+    let ready = match condition {
+        DependencyCondition::Started if d.cfg.is_oneshot() => all(&|r| {
+            matches!(
+                r,
+                RunState::Running(_) | RunState::Stopping(_) | RunState::Completed | RunState::Failed
+            )
+        }),
+        DependencyCondition::Started => all(&|r| matches!(r, RunState::Running(_))),
+        DependencyCondition::Healthy => all(&|r| match r {
+            RunState::Running(live) => !checked || live.health == Health::Healthy,
+            _ => false,
+        }),
+        DependencyCondition::Completed => {
+            all(&|r| matches!(r, RunState::Completed | RunState::Failed))
+        }
+        DependencyCondition::CompletedSuccessfully => {
+            if let Some(i) = wanted().flatten().find(|i| matches!(i.run, RunState::Failed)) {
+                let why = i.reason.as_deref().unwrap_or("failed");
+                return DepStatus::Impossible(format!(
+                    "dependency {} failed ({why}); it had to complete successfully",
+                    i.name
+                ));
+            }
+            all(&|r| matches!(r, RunState::Completed))
+        }
+    };
     if ready {
         DepStatus::Ready
     } else {
@@ -100,10 +145,8 @@ impl<E: Effects> Supervisor<E> {
             .depends_on
             .iter()
             .map(|d| {
-                (
-                    d.as_str(),
-                    dependency_status(self.processes.get(d.as_str())),
-                )
+                let status = dependency_status(self.processes.get(d.process.as_str()), d.condition);
+                (d.process.as_str(), status)
             })
             .collect();
         let decision = evaluate_gate(
@@ -120,7 +163,7 @@ impl<E: Effects> Supervisor<E> {
             GateDecision::Open => {
                 tracing::info!(
                     process = name,
-                    "dependencies of `{name}` are running; starting it"
+                    "dependencies of `{name}` are ready; starting it"
                 );
                 p.gate = DepGate::Open;
             }
@@ -138,7 +181,7 @@ impl<E: Effects> Supervisor<E> {
         let mut queue = vec![root.to_string()];
         while let Some(dep) = queue.pop() {
             for p in self.processes.values_mut() {
-                if matches!(p.gate, DepGate::Failed(_)) && p.cfg.depends_on.contains(&dep) {
+                if matches!(p.gate, DepGate::Failed(_)) && p.cfg.depends_on_process(&dep) {
                     p.gate = DepGate::Waiting { since: now };
                     queue.push(p.name.to_string());
                 }

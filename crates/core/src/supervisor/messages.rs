@@ -16,6 +16,7 @@ use phpeek_config::Config;
 use tokio::sync::oneshot;
 
 use crate::health::ProbeResult;
+use crate::workloads::hooks::{HookOutcome, HookOwner, HookPoint};
 use crate::registry::ExitStatus;
 use crate::spawn::Spawned;
 
@@ -64,6 +65,14 @@ pub struct ActionDone {
     /// The name as given (a process or an instance).
     pub process: String,
     pub action: Action,
+}
+
+/// The answer to a run request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStarted {
+    pub process: String,
+    /// The instances that run (or will, once a replaced run is gone).
+    pub instances: Vec<String>,
 }
 
 /// What a reload changed, by process name.
@@ -119,6 +128,11 @@ pub(crate) enum Request {
         action: Action,
         reply: Reply<ActionDone>,
     },
+    /// Run a scheduled or one-shot process now.
+    Run {
+        name: String,
+        reply: Reply<RunStarted>,
+    },
     /// Apply a new, already validated configuration (hot reload).
     Reload {
         config: Box<Config>,
@@ -133,6 +147,7 @@ impl Request {
             Request::Scale { reply, .. } => drop(reply.send(Err(e))),
             Request::Act { reply, .. } => drop(reply.send(Err(e))),
             Request::Reload { reply, .. } => drop(reply.send(Err(e))),
+            Request::Run { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -150,6 +165,10 @@ pub(crate) enum TimerKind {
     BackoffDone,
     /// The stop signal's timeout is over: SIGKILL if still alive.
     StopDeadline,
+    /// A one-shot or scheduled run is past its `timeout`.
+    RunTimeout,
+    /// A schedule's wake (armed on the process, number 0).
+    ScheduleWake,
 }
 
 /// A timer that fired, for the instance's `timer_gen` it was armed under.
@@ -184,6 +203,15 @@ pub(crate) enum Msg {
     Timer(Timer),
     Signal(SignalEvent),
     Probe(ProbeReport),
+    /// A list of hooks ran to its end.
+    Hook(HookReport),
     /// Wakes the loop while a dependency gate has a deadline.
     Tick,
+}
+
+/// The result of the hooks of one point for one owner.
+pub(crate) struct HookReport {
+    pub owner: HookOwner,
+    pub point: HookPoint,
+    pub outcome: HookOutcome,
 }

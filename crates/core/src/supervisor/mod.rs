@@ -28,12 +28,14 @@
 
 mod commands;
 mod deps;
+mod hooks;
 mod messages;
 mod model;
 mod probes;
 mod reload;
 mod restarts;
 mod rollout;
+mod runs;
 mod shutdown;
 mod spawning;
 #[cfg(test)]
@@ -51,9 +53,11 @@ use crate::backoff::Backoff;
 use crate::effects::Effects;
 use crate::snapshot::{ProcessSnap, Snapshot};
 
-pub use messages::{Action, ActionDone, CommandError, ReloadSummary, ScaleOutcome, SignalEvent};
+pub use messages::{
+    Action, ActionDone, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
+};
 pub(crate) use messages::{
-    InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer, TimerKind,
+    HookReport, InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer, TimerKind,
 };
 use model::{DepGate, Process};
 
@@ -82,6 +86,15 @@ pub(crate) struct Supervisor<E: Effects> {
     ever_started: bool,
     /// Exits since memory was last given back.
     churn: u32,
+    /// The manager-wide hooks and where they stand.
+    global_hooks: hooks::GlobalHookStages,
+    /// Hook lists running now (the manager exits only once none is).
+    hooks_in_flight: u32,
+    /// Hook attempts by process (empty: global), point and result.
+    hook_counts: BTreeMap<(Arc<str>, crate::workloads::hooks::HookPoint, phpeek_wire::RunResult), u64>,
+    /// The exit code a cause other than the processes' ends decided (a
+    /// one-shot with `on_failure: shutdown`, a failed global `pre_start`).
+    exit_override: Option<i32>,
 }
 
 fn backoff_of(config: &Config) -> Backoff {
@@ -119,17 +132,22 @@ impl<E: Effects> Supervisor<E> {
             orphans_reaped: 0,
             ever_started: false,
             churn: 0,
+            global_hooks: hooks::GlobalHookStages::default(),
+            hooks_in_flight: 0,
+            hook_counts: BTreeMap::new(),
+            exit_override: None,
         }
     }
 
     /// Runs until every process has ended (by itself or by shutdown).
     /// Returns the manager's exit code.
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> i32 {
+        self.begin();
         self.settle();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Some(code) = self.exit_code() {
+            if let Some(code) = self.ready_to_exit() {
                 self.fx.finish().await;
                 return code;
             }
@@ -174,6 +192,7 @@ impl<E: Effects> Supervisor<E> {
             Msg::Timer(timer) => self.on_timer(timer),
             Msg::Signal(sig) => self.on_signal(sig),
             Msg::Probe(report) => self.on_probe(report),
+            Msg::Hook(report) => self.on_hook(report),
             Msg::Tick => {}
         }
     }
@@ -184,17 +203,31 @@ impl<E: Effects> Supervisor<E> {
         self.publish();
     }
 
+    /// Starts what begins with the manager: the global `pre_start` hooks
+    /// (nothing else starts before they succeed) and the schedules.
+    pub(crate) fn begin(&mut self) {
+        self.start_global_pre_start();
+        self.arm_schedules();
+    }
+
     fn reconcile(&mut self) {
         if self.shutting_down {
-            self.reconcile_shutdown();
+            if self.global_pre_stop_done() {
+                self.reconcile_shutdown();
+            }
+            return;
+        }
+        if !self.global_hooks.started() {
             return;
         }
         let names: Vec<Arc<str>> = self.processes.keys().cloned().collect();
         for name in names {
             self.update_gate(&name);
             self.reconcile_scale(&name);
+            self.start_due_runs(&name);
         }
         self.drop_removed_processes();
+        self.maybe_post_start();
     }
 
     /// Starts the missing instance numbers and stops the extra ones.
@@ -202,6 +235,9 @@ impl<E: Effects> Supervisor<E> {
         let Some(p) = self.processes.get_mut(name) else {
             return;
         };
+        if p.is_scheduled() {
+            return;
+        }
         let target = p.target();
         if target > 0 && p.gate != DepGate::Open {
             return;
@@ -255,10 +291,21 @@ impl<E: Effects> Supervisor<E> {
 
     pub(crate) fn publish(&self) {
         let processes = self.processes.values().map(process_snap).collect();
+        let hook_runs = self
+            .hook_counts
+            .iter()
+            .map(|((process, point, result), count)| crate::snapshot::HookCount {
+                process: Arc::clone(process),
+                hook: point.as_str(),
+                result: result.as_str(),
+                count: *count,
+            })
+            .collect();
         let snap = Snapshot {
             processes,
             shutting_down: self.shutting_down,
             orphans_reaped: self.orphans_reaped,
+            hook_runs,
         };
         self.snapshot.send_replace(Arc::new(snap));
     }
@@ -281,6 +328,7 @@ fn process_snap(p: &Process) -> ProcessSnap {
         depends_on: &p.cfg.depends_on,
         desired: p.desired,
         instances: &instances,
+        scheduled: p.is_scheduled(),
     });
     ProcessSnap {
         name: Arc::clone(&p.name),
@@ -292,6 +340,10 @@ fn process_snap(p: &Process) -> ProcessSnap {
         rollout: p.rollout.as_ref().map(rollout::RolloutState::public),
         health_type: p.cfg.health_check.as_ref().map(|h| h.kind.type_name()),
         scale_events: p.scale_events,
+        kind: p.cfg.kind,
+        schedule: runs::schedule_snap(p),
+        history: Arc::clone(&p.history),
+        runs_going: runs::runs_going(p),
         instances,
     }
 }

@@ -16,13 +16,16 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use phpeek_config::ProcessConfig;
-use phpeek_wire::{Health, InstanceState};
+use phpeek_wire::{Health, InstanceState, RunTrigger};
 
 use crate::effects::ProbeHandle;
 use crate::logs::LogRing;
 use crate::snapshot::{InstanceSnap, RestartCounts, RestartReason, ScaleEvents};
 
 use super::rollout::RolloutState;
+use crate::workloads::history::RunHistory;
+use crate::workloads::hooks::HookPoint;
+use crate::workloads::schedule::ScheduleState;
 
 /// What an instance is supposed to be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +83,11 @@ pub(crate) enum RunState {
     Stopped,
     /// Ended and the policy does not restart it.
     Exited,
-    /// Could not start, or gave up after too many restarts.
+    /// Could not start, or gave up after too many restarts (a one-shot:
+    /// ended non-zero after its retries, or cut by its timeout).
     Failed,
+    /// A one-shot that ended with exit code 0.
+    Completed,
 }
 
 impl RunState {
@@ -94,6 +100,7 @@ impl RunState {
             RunState::Stopped => InstanceState::Stopped,
             RunState::Exited => InstanceState::Exited,
             RunState::Failed => InstanceState::Failed,
+            RunState::Completed => InstanceState::Completed,
         }
     }
 
@@ -133,6 +140,13 @@ pub(crate) struct Instance {
     pub version: u64,
     /// Spawn the next run with the current definition.
     pub upgrade: bool,
+    /// What started the current run (one-shots and scheduled runs).
+    pub trigger: RunTrigger,
+    /// The current run was stopped for running past its `timeout`.
+    pub timed_out: bool,
+    /// A hook of this run is going (`pre_start` before the spawn,
+    /// `pre_stop` before the stop signal).
+    pub hook: Option<HookPoint>,
 }
 
 impl Instance {
@@ -153,6 +167,9 @@ impl Instance {
             ring: Arc::new(LogRing::default()),
             version: 0,
             upgrade: true,
+            trigger: RunTrigger::Start,
+            timed_out: false,
+            hook: None,
         }
     }
 
@@ -212,6 +229,10 @@ pub(crate) struct Process {
     pub version: u64,
     /// The definition before that change, for instances not rolled yet.
     pub previous: Option<ProcessConfig>,
+    /// A scheduled process's timer state.
+    pub schedule: Option<ScheduleState>,
+    /// Finished runs of a one-shot or scheduled process.
+    pub history: Arc<RunHistory>,
 }
 
 impl Process {
@@ -221,9 +242,18 @@ impl Process {
         } else {
             DepGate::Waiting { since: now }
         };
+        let desired = match cfg.initial_state {
+            phpeek_config::InitialState::Started => cfg.scale,
+            phpeek_config::InitialState::Stopped => 0,
+        };
+        let schedule = cfg.schedule.as_ref().map(|s| ScheduleState::new(&name, s));
+        let history = cfg
+            .schedule
+            .as_ref()
+            .map_or(phpeek_config::DEFAULT_SCHEDULE_HISTORY, |s| s.history);
         Process {
             name,
-            desired: cfg.scale,
+            desired,
             cfg,
             instances: BTreeMap::new(),
             gate,
@@ -233,12 +263,29 @@ impl Process {
             removed: false,
             version: 0,
             previous: None,
+            schedule,
+            history: Arc::new(RunHistory::new(history)),
         }
+    }
+
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.schedule.is_some()
+    }
+
+    /// Runs of a scheduled process going now.
+    pub(crate) fn runs_going(&self) -> u32 {
+        let n = self.instances.values().filter(|i| !i.is_down()).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The lowest instance number not in use.
+    pub(crate) fn free_number(&self) -> u32 {
+        (1..).find(|n| !self.instances.contains_key(n)).unwrap_or(u32::MAX)
     }
 
     /// The number of instances reconciling aims at.
     pub(crate) fn target(&self) -> u32 {
-        if self.cfg.enabled && !self.removed {
+        if self.cfg.enabled && !self.removed && !self.is_scheduled() {
             self.desired
         } else {
             0

@@ -24,6 +24,7 @@ use super::{backoff_of, Effects, Supervisor};
 /// with equal spawn definitions run the same program the same way.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct SpawnDefinition<'a> {
+    kind: phpeek_config::ProcessType,
     command: &'a [String],
     env: &'a BTreeMap<String, String>,
     working_dir: &'a Option<PathBuf>,
@@ -38,10 +39,19 @@ pub(crate) fn spawn_definition(cfg: &ProcessConfig) -> SpawnDefinition<'_> {
     // Every field is named: adding one to ProcessConfig forces a decision.
     let ProcessConfig {
         enabled: _,
+        kind,
         command,
         scale: _,
         max_scale: _,
         restart: _,
+        // Applied in place: read at the next exit, stop or start.
+        max_restart_attempts: _,
+        timeout: _,
+        on_failure: _,
+        hooks: _,
+        initial_state: _,
+        // A changed schedule re-arms (see `apply_reload`).
+        schedule: _,
         env,
         working_dir,
         user,
@@ -54,6 +64,7 @@ pub(crate) fn spawn_definition(cfg: &ProcessConfig) -> SpawnDefinition<'_> {
         stderr,
     } = cfg;
     SpawnDefinition {
+        kind: *kind,
         command,
         env,
         working_dir,
@@ -133,6 +144,8 @@ impl<E: Effects> Supervisor<E> {
     /// Moves to a new configuration (see the module doc).
     pub(super) fn apply_reload(&mut self, new: Config) -> ReloadSummary {
         let mut summary = ReloadSummary::default();
+        let mut rearm: Vec<String> = Vec::new();
+        let mut rerun: Vec<(String, u32)> = Vec::new();
         warn_listener_changes(&self.config.global, &new.global);
         self.backoff = backoff_of(&new);
         let now = self.fx.now();
@@ -150,6 +163,7 @@ impl<E: Effects> Supervisor<E> {
             if change.is_none() {
                 continue;
             }
+            let schedule_changed = old.schedule != cfg.schedule;
             if change.rescale {
                 p.scale_events.record(p.desired, cfg.scale);
                 p.desired = cfg.scale;
@@ -175,7 +189,22 @@ impl<E: Effects> Supervisor<E> {
                     }
                 }
             }
-            if change.respawn && !running.is_empty() {
+            if schedule_changed {
+                p.schedule = cfg
+                    .schedule
+                    .as_ref()
+                    .map(|s| crate::workloads::schedule::ScheduleState::new(name, s));
+                if let Some(s) = &cfg.schedule {
+                    Arc::make_mut(&mut p.history).set_capacity(s.history);
+                }
+                rearm.push(name.clone());
+            }
+            if change.respawn && cfg.is_oneshot() {
+                // A one-shot whose definition changed runs again.
+                summary.restarted.push(name.clone());
+                let numbers: Vec<u32> = p.instances.keys().copied().collect();
+                rerun.extend(numbers.into_iter().map(|n| (name.clone(), n)));
+            } else if change.respawn && !running.is_empty() {
                 summary.restarted.push(name.clone());
                 if running.len() > 1 {
                     self.start_rollout(name, running);
@@ -203,6 +232,12 @@ impl<E: Effects> Supervisor<E> {
             }
         }
         self.config = new;
+        for name in rearm {
+            self.rearm_schedule(&name);
+        }
+        for (name, n) in rerun {
+            self.rerun_oneshot(&name, n);
+        }
         tracing::info!(
             "configuration reloaded: {} added, {} removed, {} rescaled, {} restarted, {} updated",
             summary.added.len(),

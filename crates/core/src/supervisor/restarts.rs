@@ -20,6 +20,8 @@ use super::{Effects, Supervisor};
 use crate::backoff::Backoff;
 use crate::registry::ExitStatus;
 use crate::snapshot::RestartReason;
+use crate::workloads::hooks::HookPoint;
+use crate::workloads::oneshot::OneshotEnd;
 
 /// How a run ended, for the restart decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,9 +136,24 @@ impl<E: Effects> Supervisor<E> {
             _ => (Duration::ZERO, false),
         };
         inst.run = RunState::Exited;
+        inst.hook = None;
         inst.last_exit_code = Some(status.as_code());
         let stopped = matches!(inst.intent, Intent::Stop | Intent::Remove) || shutting_down;
+        let (oneshot, scheduled) = self
+            .processes
+            .get(&pname)
+            .map_or((false, false), |p| (p.cfg.is_oneshot(), p.is_scheduled()));
         if stopped {
+            self.start_instance_hooks(&pname, n, HookPoint::PostStop);
+        }
+        let Some(inst) = self.instance_mut(&pname, n) else {
+            return;
+        };
+        if scheduled {
+            let why = status.describe();
+            tracing::info!(instance = %inst.name, "{} {why}", inst.name);
+            self.end_scheduled_run(&pname, n, Some(status), why);
+        } else if stopped {
             tracing::info!(instance = %inst.name, "{} stopped ({})", inst.name, status.describe());
             inst.timer_gen += 1;
             if inst.intent == Intent::Remove {
@@ -160,6 +177,14 @@ impl<E: Effects> Supervisor<E> {
                 tracing::info!(instance = %inst.name, "{} restarting on request", inst.name);
                 self.respawn(&pname, n, reason);
             }
+        } else if oneshot {
+            let end = if inst.timed_out {
+                OneshotEnd::TimedOut
+            } else {
+                OneshotEnd::Exited(status.code)
+            };
+            tracing::info!(instance = %inst.name, "{} {}", inst.name, status.describe());
+            self.after_oneshot(&pname, n, end, status.describe());
         } else {
             if !status.success() && !was_stopping {
                 tracing::warn!(instance = %inst.name, "{} {}", inst.name, status.describe());
@@ -182,11 +207,12 @@ impl<E: Effects> Supervisor<E> {
         ran: Duration,
         why: String,
     ) {
-        let max_attempts = self.config.global.max_restart_attempts;
         let backoff = self.backoff;
+        let global_max = self.config.global.max_restart_attempts;
         let Some(p) = self.processes.get_mut(pname) else {
             return;
         };
+        let max_attempts = p.cfg.max_restart_attempts.unwrap_or(global_max);
         let policy = p.cfg.restart;
         let Some(inst) = p.instances.get_mut(&n) else {
             return;
@@ -244,6 +270,10 @@ impl<E: Effects> Supervisor<E> {
 
     pub(super) fn on_timer(&mut self, timer: Timer) {
         let Timer { at, gen, kind } = timer;
+        if kind == TimerKind::ScheduleWake {
+            self.on_schedule_wake(&at.process, gen);
+            return;
+        }
         let shutting_down = self.shutting_down;
         let Some(inst) = self.instance_mut(&at.process, at.number) else {
             return;
@@ -260,6 +290,8 @@ impl<E: Effects> Supervisor<E> {
                 }
             }
             TimerKind::StopDeadline => self.on_stop_deadline(&at.process, at.number),
+            TimerKind::RunTimeout => self.on_run_timeout(&at.process, at.number),
+            TimerKind::ScheduleWake => {}
         }
     }
 }

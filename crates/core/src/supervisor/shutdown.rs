@@ -17,6 +17,7 @@ use phpeek_wire::InstanceState;
 use super::messages::{InstanceRef, SignalEvent, Timer, TimerKind};
 use super::model::{DepGate, Intent, RunState};
 use super::{Effects, Supervisor};
+use crate::workloads::hooks::HookPoint;
 
 /// How a process looks to the exit-code decision.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub(crate) struct ProcessEnd {
     pub gate: GateKind,
     pub desired: u32,
     pub stop_begun: bool,
+    /// A scheduled process keeps the manager alive.
+    pub scheduled: bool,
     /// Each instance's state and last exit code.
     pub instances: Vec<(InstanceState, Option<i32>)>,
 }
@@ -68,6 +71,9 @@ pub(crate) fn exit_code(m: ManagerEnd, processes: &[ProcessEnd]) -> Option<i32> 
     let mut failed = false;
     let mut any_ended = false;
     for p in processes.iter().filter(|p| p.enabled) {
+        if p.scheduled {
+            return None;
+        }
         match p.gate {
             GateKind::Waiting => return None,
             GateKind::Failed => {
@@ -82,6 +88,7 @@ pub(crate) fn exit_code(m: ManagerEnd, processes: &[ProcessEnd]) -> Option<i32> 
         for (state, code) in &p.instances {
             match state {
                 InstanceState::Exited => failed |= *code != Some(0),
+                InstanceState::Completed => {}
                 InstanceState::Failed => failed = true,
                 _ => return None,
             }
@@ -106,6 +113,7 @@ impl<E: Effects> Supervisor<E> {
                 },
                 desired: p.desired,
                 stop_begun: p.stop_begun,
+                scheduled: p.is_scheduled(),
                 instances: p
                     .instances
                     .values()
@@ -136,10 +144,7 @@ impl<E: Effects> Supervisor<E> {
                     self.kill_everything();
                 } else {
                     tracing::info!("{name} received: shutting down");
-                    self.shutting_down = true;
-                    for p in self.processes.values_mut() {
-                        p.rollout = None;
-                    }
+                    self.begin_shutdown();
                 }
             }
             SignalEvent::Forward(signo) => {
@@ -150,6 +155,19 @@ impl<E: Effects> Supervisor<E> {
                 for pid in pids {
                     self.fx.signal_pid(pid, signal);
                 }
+            }
+        }
+    }
+
+    /// Starts the ordered shutdown (global `pre_stop` hooks first).
+    pub(super) fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        for p in self.processes.values_mut() {
+            p.rollout = None;
+            if let Some(state) = p.schedule.as_mut() {
+                state.gen += 1;
+                state.deferred_until = None;
+                state.replace_pending = None;
             }
         }
     }
@@ -183,7 +201,7 @@ impl<E: Effects> Supervisor<E> {
                 continue;
             }
             let dependents_down = self.processes.values().all(|other| {
-                !other.cfg.depends_on.iter().any(|d| d.as_str() == &*name)
+                !other.cfg.depends_on_process(&name)
                     || other.instances.values().all(|i| i.is_down())
             });
             if !dependents_down {
@@ -207,7 +225,6 @@ impl<E: Effects> Supervisor<E> {
         let Some(p) = self.processes.get_mut(pname) else {
             return;
         };
-        let sig = p.cfg.shutdown.signal;
         let timeout = p.cfg.shutdown.timeout.unwrap_or(default_timeout);
         let Some(inst) = p.instances.get_mut(&n) else {
             return;
@@ -215,11 +232,9 @@ impl<E: Effects> Supervisor<E> {
         let run = std::mem::replace(&mut inst.run, RunState::Starting);
         match run {
             RunState::Running(live) => {
-                let pid = live.pid;
                 inst.run = RunState::Stopping(live);
                 inst.timer_gen += 1;
-                let signal = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
-                self.fx.signal_group(pid, signal);
+                // The deadline covers the `pre_stop` hooks too.
                 let timer = Timer {
                     at: InstanceRef {
                         process: Arc::clone(&p.name),
@@ -229,6 +244,13 @@ impl<E: Effects> Supervisor<E> {
                     kind: TimerKind::StopDeadline,
                 };
                 self.fx.start_timer(timer, timeout);
+                if self.start_instance_hooks(pname, n, HookPoint::PreStop) {
+                    if let Some(inst) = self.instance_mut(pname, n) {
+                        inst.hook = Some(HookPoint::PreStop);
+                    }
+                    return;
+                }
+                self.send_stop_signal(pname, n);
             }
             // Already stopping; or a spawn is in flight, which on_spawned
             // stops once it has a pid.
@@ -244,6 +266,26 @@ impl<E: Effects> Supervisor<E> {
                 }
             }
         }
+    }
+
+    /// Sends the stop signal to a stopping instance's group.
+    pub(super) fn send_stop_signal(&mut self, pname: &str, n: u32) {
+        let Some(p) = self.processes.get(pname) else {
+            return;
+        };
+        let sig = p.cfg.shutdown.signal;
+        let Some(RunState::Stopping(live)) = p.instances.get(&n).map(|i| &i.run) else {
+            return;
+        };
+        let signal = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
+        self.fx.signal_group(live.pid, signal);
+    }
+
+    /// No instance is alive or starting.
+    pub(super) fn all_down(&self) -> bool {
+        self.processes
+            .values()
+            .all(|p| p.instances.values().all(|i| i.is_down()))
     }
 
     /// The stop timeout is over: SIGKILL to the group if still alive.

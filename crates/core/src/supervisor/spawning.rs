@@ -16,6 +16,8 @@ use phpeek_config::{expand_instance_vars, InstanceVars};
 use super::messages::{InstanceRef, SpawnReport};
 use super::model::{Instance, Intent, Live, Process, RunState};
 use super::restarts::RunEnd;
+use crate::workloads::hooks::HookPoint;
+use crate::workloads::oneshot::OneshotEnd;
 use super::{Effects, Supervisor};
 use crate::snapshot::RestartReason;
 use crate::spawn::SpawnSpec;
@@ -77,8 +79,29 @@ impl<E: Effects> Supervisor<E> {
         self.spawn_instance(pname, n);
     }
 
-    /// Asks for a new run of an instance.
+    /// Asks for a new run of an instance: its `pre_start` hooks first,
+    /// if any, then the spawn.
     pub(super) fn spawn_instance(&mut self, pname: &str, n: u32) {
+        let Some(inst) = self.instance_mut(pname, n) else {
+            return;
+        };
+        inst.spawn_gen += 1;
+        inst.run = RunState::Starting;
+        inst.reason = None;
+        inst.timed_out = false;
+        inst.hook = None;
+        self.ever_started = true;
+        if self.start_instance_hooks(pname, n, HookPoint::PreStart) {
+            if let Some(inst) = self.instance_mut(pname, n) {
+                inst.hook = Some(HookPoint::PreStart);
+            }
+            return;
+        }
+        self.spawn_now(pname, n);
+    }
+
+    /// Spawns the instance (its spawn generation is already current).
+    pub(super) fn spawn_now(&mut self, pname: &str, n: u32) {
         let Some(p) = self.processes.get(pname) else {
             return;
         };
@@ -96,12 +119,23 @@ impl<E: Effects> Supervisor<E> {
         };
         inst.version = version;
         inst.upgrade = false;
-        inst.spawn_gen += 1;
-        inst.run = RunState::Starting;
-        inst.reason = None;
         let gen = inst.spawn_gen;
-        self.ever_started = true;
         self.fx.spawn(at, gen, spec);
+    }
+
+    /// A run could not start (spawn error, failed `pre_start` hook).
+    pub(super) fn start_failed(&mut self, pname: &str, n: u32, why: String) {
+        let Some(inst) = self.instance_mut(pname, n) else {
+            return;
+        };
+        tracing::error!(instance = %inst.name, "{}: {why}", inst.name);
+        inst.last_exit_code = None;
+        let kind = self.processes.get(pname).map(|p| (p.cfg.is_oneshot(), p.is_scheduled()));
+        match kind {
+            Some((_, true)) => self.end_scheduled_run(pname, n, None, why),
+            Some((true, false)) => self.after_oneshot(pname, n, OneshotEnd::SpawnFailed, why),
+            _ => self.after_run(pname, n, RunEnd::SpawnFailed, std::time::Duration::ZERO, why),
+        }
     }
 
     pub(super) fn on_spawned(&mut self, report: SpawnReport) {
@@ -138,8 +172,15 @@ impl<E: Effects> Supervisor<E> {
                 let unwanted = inst.intent != Intent::Run
                     || inst.respawn_after_exit.is_some()
                     || self.shutting_down;
+                let timeout = match &p.cfg.schedule {
+                    Some(s) => s.timeout,
+                    None => p.cfg.timeout,
+                };
+                let task = p.cfg.is_oneshot() || p.is_scheduled();
                 if unwanted {
                     self.stop_instance(pname, n);
+                } else if task {
+                    self.arm_run_timeout(pname, n, timeout);
                 } else {
                     self.start_probe(pname, n);
                 }
@@ -150,19 +191,7 @@ impl<E: Effects> Supervisor<E> {
                     .get(pname)
                     .map(|p| phpeek_config::shorten(&p.cfg.command.join(" "), 201))
                     .unwrap_or_default();
-                let Some(inst) = self.instance_mut(pname, n) else {
-                    return;
-                };
-                let why = format!("cannot start `{command}`: {e}");
-                tracing::error!(instance = %inst.name, "{}: {why}", inst.name);
-                inst.last_exit_code = None;
-                self.after_run(
-                    pname,
-                    n,
-                    RunEnd::SpawnFailed,
-                    std::time::Duration::ZERO,
-                    why,
-                );
+                self.start_failed(pname, n, format!("cannot start `{command}`: {e}"));
             }
         }
         self.advance_rollout(pname);

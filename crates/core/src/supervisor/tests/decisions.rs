@@ -161,6 +161,7 @@ fn ended(states: &[(InstanceState, Option<i32>)]) -> ProcessEnd {
         gate: GateKind::Open,
         desired: u32::try_from(states.len()).unwrap(),
         stop_begun: false,
+        scheduled: false,
         instances: states.to_vec(),
     }
 }

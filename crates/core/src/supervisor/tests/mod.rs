@@ -49,6 +49,7 @@ impl Rig {
     pub fn new(yaml: &str) -> Rig {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
         let mut sup = Supervisor::new(config(yaml), FakeEffects::default(), tx);
+        sup.begin();
         sup.settle();
         Rig {
             sup,

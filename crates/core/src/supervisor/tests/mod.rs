@@ -11,6 +11,7 @@ mod restarts;
 mod rollout;
 mod scaling;
 mod shutdown;
+mod workloads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -353,6 +354,60 @@ impl Rig {
 
     pub fn exit_code(&self) -> Option<i32> {
         self.sup.exit_code()
+    }
+
+    /// The exit code once the loop would exit (hooks included).
+    pub fn ready_to_exit(&mut self) -> Option<i32> {
+        self.sup.ready_to_exit()
+    }
+
+    pub fn run(&mut self, name: &str) -> Result<super::messages::RunStarted, CommandError> {
+        let name = name.to_string();
+        self.ask(|reply| Request::Run { name, reply })
+    }
+
+    /// Answers every pending hook list whose label starts with `label`
+    /// (`global:pre_start`, `web-1:pre_stop`); returns how many.
+    pub fn finish_hooks(&mut self, label: &str, ok: bool) -> usize {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sup.fx.hooks)
+            .into_iter()
+            .partition(|j| j.label.starts_with(label));
+        self.sup.fx.hooks = rest;
+        let n = mine.len();
+        for job in mine {
+            let result = if ok {
+                phpeek_wire::RunResult::Success
+            } else {
+                phpeek_wire::RunResult::Failure
+            };
+            self.deliver(Msg::Hook(super::messages::HookReport {
+                owner: job.owner,
+                point: job.point,
+                outcome: crate::workloads::hooks::HookOutcome {
+                    ok,
+                    detail: (!ok).then(|| format!("{} hook failed", job.point.as_str())),
+                    attempts: vec![result],
+                },
+            }));
+        }
+        n
+    }
+
+    /// Labels of the hook lists started so far, in order.
+    pub fn hook_labels(&self) -> Vec<String> {
+        self.fx()
+            .log
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Hooks { label, .. } => Some(label.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Moves the fake wall clock by `d` (a clock jump; tokio's clock stays).
+    pub fn jump_wall_clock(&mut self, d: chrono::Duration) {
+        self.sup.fx.wall_offset += d;
     }
 }
 

@@ -12,6 +12,7 @@ ends only the processes it started.
 """
 
 import argparse
+import math
 import json
 import os
 import platform
@@ -252,6 +253,62 @@ def bench_idle(binary, n=100, seconds=IDLE_SECONDS):
     return rss, cpu_pct, sched_pct
 
 
+def bench_idle_schedule(binary, n=100, seconds=60):
+    """Idle CPU with n idle instances plus a `* * * * *` schedule (its run
+    is `true`): the schedule's timer must not cost a polling loop."""
+    procs = f"  w:\n    command: {SLEEPER}\n    scale: {n}\n  cron:\n    command: [\"true\"]\n    schedule: \"* * * * *\"\n"
+    m = Manager(binary, procs).start()
+    m.wait_api()
+    wait_until(lambda: m.running("w") == n, step=0.05)
+    time.sleep(2)
+    c0, s0, w0 = cpu_ticks(m.proc.pid), sched_ns(m.proc.pid), time.monotonic()
+    time.sleep(seconds)
+    c1, s1, w1 = cpu_ticks(m.proc.pid), sched_ns(m.proc.pid), time.monotonic()
+    hz = os.sysconf("SC_CLK_TCK")
+    wall = w1 - w0
+    m.stop()
+    return (s1 - s0) / 1e9 / wall * 100, (c1 - c0) / hz / wall * 100
+
+
+def bench_schedule_latency(binary, seconds=300):
+    """A per-second schedule whose run records its start (CLOCK_REALTIME):
+    latency = start - the second it was due. Baseline: a Python loop that
+    sleeps to each second boundary and posix_spawns the same script."""
+    d = tempfile.mkdtemp(prefix="phpeek-sched-")
+    log = os.path.join(d, "t.log")
+    script = os.path.join(d, "stamp.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/bash\nprintf '%s\\n' \"$EPOCHREALTIME\" >> \"$1\"\n")
+    os.chmod(script, 0o755)
+    m = Manager(binary, f'  tick:\n    command: ["{script}", "{log}"]\n    schedule: "* * * * * *"\n').start()
+    m.wait_api()
+    time.sleep(seconds)
+    m.stop()
+    blog = os.path.join(d, "b.log")
+    end = time.time() + min(seconds, 60)
+    while time.time() < end:
+        now = time.time()
+        time.sleep(math.ceil(now) - now)
+        pid = os.posix_spawn(script, [script, blog], os.environ)
+        os.waitpid(pid, 0)
+
+    def lat(path):
+        out = []
+        for l in open(path):
+            try:
+                t = float(l.strip().replace(",", "."))
+            except ValueError:
+                continue
+            out.append((t - math.floor(t)) * 1000)
+        return sorted(out)
+
+    def pct(xs, p):
+        return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
+
+    g, b = lat(log), lat(blog)
+    return pct(g, 0.5), pct(g, 0.99), pct(b, 0.5), pct(b, 0.99), len(g)
+
+
 def bench_restart_latency(binary, runs=300):
     """Each run writes its start time (CLOCK_REALTIME ns) then exits at once;
     latency = next start - previous exit as the child recorded them."""
@@ -473,6 +530,11 @@ def main():
     if want("restart"):
         p50, p99, b50, b99, n = rep("restart", lambda: bench_restart_latency(a.bin))
         rows.append((f"exit → replacement started, backoff 0 (~{n:.0f} restarts/run)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"spawn+wait loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms"))
+    if want("schedule"):
+        sched, ticks = rep("idle + schedule", lambda: bench_idle_schedule(a.bin))
+        rows.append(("manager CPU, 100 idle instances + a `* * * * *` schedule (60 s; schedstat / stat ticks)", f"{sched:.4f} % / {ticks:.3f} %", "target < 0.1 %"))
+        p50, p99, b50, b99, n = rep("schedule latency", lambda: bench_schedule_latency(a.bin))
+        rows.append((f"per-second schedule: tick → run started (~{n:.0f} runs over 5 min)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"sleep-to-the-second + posix_spawn loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms"))
     if want("logs"):
         rate, ok, base = rep("logs", lambda: bench_logs(a.bin))
         rows.append(("log lines, 8 writers flat out", f"{rate / 1e6:.2f} M lines/s, {'none lost' if ok else 'LINES LOST'}", f"same writers to a file: {base / 1e6:.2f} M lines/s"))

@@ -24,7 +24,7 @@ use utoipa::OpenApi;
 use crate::auth::TokenCheck;
 use crate::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, ScaleBody, Security, Unauthorized,
-    EXAMPLE_INSTANCE, EXAMPLE_PROCESS, OPEN_PATHS,
+    EXAMPLE_INSTANCE, EXAMPLE_PROCESS, EXAMPLE_SCHEDULED, OPEN_PATHS,
 };
 
 /// Largest request body accepted.
@@ -693,7 +693,7 @@ async fn process_logs(
 
 /// Runs a scheduled or one-shot process now.
 #[utoipa::path(post, path = "/api/v1/processes/{name}/run",
-    params(("name" = String, Path, description = "a scheduled or one-shot process", example = json!(EXAMPLE_PROCESS))),
+    params(("name" = String, Path, description = "a scheduled or one-shot process", example = json!(EXAMPLE_SCHEDULED))),
     responses(
         (status = 202, description = "The run is starting (with `replace`, once the running one stopped).", body = RunResponse, links(
             ("Runs" = (operation_id = "process_runs", parameters(("name" = "$response.body#/process")))),
@@ -720,7 +720,7 @@ async fn run_process(
 
 /// The runs of a scheduled or one-shot process, newest first.
 #[utoipa::path(get, path = "/api/v1/processes/{name}/runs",
-    params(("name" = String, Path, description = "a scheduled or one-shot process", example = json!(EXAMPLE_PROCESS))),
+    params(("name" = String, Path, description = "a scheduled or one-shot process", example = json!(EXAMPLE_SCHEDULED))),
     responses(
         (status = 200, description = "Runs going, then finished ones (as many as `history` keeps).", body = [RunInfo]),
         (status = 400, response = BadRequest),

@@ -22,6 +22,8 @@ pub const OPEN_PATHS: [&str; 2] = ["/api/v1/health", "/api/v1/ready"];
 /// Process name used in the document's examples (the user guide's queue
 /// workers; `.ci/run` starts a manager with it).
 pub const EXAMPLE_PROCESS: &str = "queue-default";
+/// A scheduled process, as named in the examples of `run` and `runs`.
+pub const EXAMPLE_SCHEDULED: &str = "report";
 /// Instance name used in the document's examples.
 pub const EXAMPLE_INSTANCE: &str = "queue-default-2";
 

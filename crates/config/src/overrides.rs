@@ -69,10 +69,8 @@ pub(crate) fn apply(root: &mut Option<Node>, env: &Env, ctx: &mut Ctx<'_>) {
         return;
     }
     vars.sort();
-    let root = root.get_or_insert_with(|| Node {
-        value: Value::Map(Vec::new()),
-        origin: Origin::Env(String::new()),
-    });
+    let root =
+        root.get_or_insert_with(|| Node::new(Value::Map(Vec::new()), Origin::Env(String::new())));
     null_to_map(root);
     let Value::Map(top) = &mut root.value else {
         return; // reported by the validator
@@ -233,10 +231,10 @@ fn set_process_key(
     }
     let node = if key == "COMMAND" {
         match serde_json::from_str::<Vec<String>>(value) {
-            Ok(items) => Node {
-                value: Value::Seq(items.iter().map(|s| Node::env_scalar(s, var)).collect()),
-                origin: Origin::Env(var.to_string()),
-            },
+            Ok(items) => Node::new(
+                Value::Seq(items.iter().map(|s| Node::env_scalar(s, var)).collect()),
+                Origin::Env(var.to_string()),
+            ),
             Err(_) => {
                 report(
                     ctx,
@@ -261,10 +259,7 @@ fn child_map<'a>(entries: &'a mut Vec<Entry>, key: &str, var: &str) -> Option<&'
             entries.push(Entry {
                 key: key.to_string(),
                 key_origin: Origin::Env(var.to_string()),
-                value: Node {
-                    value: Value::Map(Vec::new()),
-                    origin: Origin::Env(var.to_string()),
-                },
+                value: Node::new(Value::Map(Vec::new()), Origin::Env(var.to_string())),
             });
             entries.len() - 1
         }

@@ -22,6 +22,7 @@
 //! The loader never panics: no `unwrap`/`expect`, no fallible indexing, and
 //! recursion is bounded by the tree's depth limit.
 
+mod cron;
 mod duration;
 mod find;
 mod instance;
@@ -37,12 +38,15 @@ mod tree;
 mod types;
 mod validate;
 mod vocab;
+mod zone;
 
+pub use cron::{cron_parser, CRON_ALIASES};
 pub use instance::{instance_name, split_instance_name};
 pub use scale::ScaleLimit;
 pub use substitute::INSTANCE_VARS;
 pub use text::{format_duration, is_null_literal, shorten};
 pub use types::*;
+pub use zone::zone_by_name;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -11,8 +11,13 @@
 //! Name matching: `NAME` is a process name from the file, upper-cased with
 //! `-` turned into `_`. A variable matches process `p` when it starts with
 //! `PHPEEK_PM_PROCESS_<P>_` and the rest is a known key (`ENABLED`,
-//! `COMMAND`, `RESTART`, `SCALE`, `MAX_SCALE`, `WORKING_DIR`, `USER`,
-//! `GROUP`, `PORT_BASE`, `ENV_<VAR>`). So with processes `queue` and
+//! `TYPE`, `COMMAND`, `RESTART`, `SCALE`, `MAX_SCALE`, `WORKING_DIR`,
+//! `USER`, `GROUP`, `PORT_BASE`, `SCHEDULE`, `ENV_<VAR>`).
+//!
+//! `SCHEDULE` is a cron string: it sets the short form, or, when the file
+//! has the long form, replaces its `cron` and keeps the other schedule
+//! keys (zone, concurrency, …). `PHPEEK_PM_GLOBAL_HOOKS` is rejected:
+//! hooks are lists, set in the file only. So with processes `queue` and
 //! `queue-default`, `…_QUEUE_DEFAULT_SCALE` sets `queue-default`'s scale
 //! (`DEFAULT_SCALE` is no key of `queue`), and with a process `x`,
 //! `…_X_MAX_SCALE` sets `x`'s `max_scale`. When two processes both give a
@@ -32,6 +37,7 @@ use crate::Env;
 
 const PROCESS_OVERRIDE_KEYS: &[&str] = &[
     "ENABLED",
+    "TYPE",
     "COMMAND",
     "RESTART",
     "SCALE",
@@ -40,7 +46,11 @@ const PROCESS_OVERRIDE_KEYS: &[&str] = &[
     "USER",
     "GROUP",
     "PORT_BASE",
+    "SCHEDULE",
 ];
+
+/// Global keys that hold lists or mappings: not settable by a variable.
+const GLOBAL_NOT_SCALAR: &[&str] = &["hooks"];
 
 const GLOBAL_PREFIX: &str = "PHPEEK_PM_GLOBAL_";
 const PROCESS_PREFIX: &str = "PHPEEK_PM_PROCESS_";
@@ -69,10 +79,8 @@ pub(crate) fn apply(root: &mut Option<Node>, env: &Env, ctx: &mut Ctx<'_>) {
         return;
     }
     vars.sort();
-    let root = root.get_or_insert_with(|| Node {
-        value: Value::Map(Vec::new()),
-        origin: Origin::Env(String::new()),
-    });
+    let root =
+        root.get_or_insert_with(|| Node::new(Value::Map(Vec::new()), Origin::Env(String::new())));
     null_to_map(root);
     let Value::Map(top) = &mut root.value else {
         return; // reported by the validator
@@ -97,6 +105,14 @@ fn apply_global(top: &mut Vec<Entry>, var: &str, key: &str, value: &str, ctx: &m
             .map(|k| format!(" (did you mean {GLOBAL_PREFIX}{}?)", k.to_ascii_uppercase()))
             .unwrap_or_default();
         report(ctx, var, format!("`{key}` is not a global setting{hint}"));
+        return;
+    }
+    if GLOBAL_NOT_SCALAR.contains(&lower.as_str()) {
+        report(
+            ctx,
+            var,
+            format!("`{key}` holds lists of commands: set it in the file (global.{lower})"),
+        );
         return;
     }
     let Some(global) = child_map(top, "global", var) else {
@@ -192,6 +208,7 @@ fn apply_process(top: &mut [Entry], var: &str, rest: &str, value: &str, ctx: &mu
 fn lower_keys() -> Vec<&'static str> {
     vec![
         "enabled",
+        "type",
         "command",
         "restart",
         "scale",
@@ -200,6 +217,7 @@ fn lower_keys() -> Vec<&'static str> {
         "user",
         "group",
         "port_base",
+        "schedule",
     ]
 }
 
@@ -233,10 +251,10 @@ fn set_process_key(
     }
     let node = if key == "COMMAND" {
         match serde_json::from_str::<Vec<String>>(value) {
-            Ok(items) => Node {
-                value: Value::Seq(items.iter().map(|s| Node::env_scalar(s, var)).collect()),
-                origin: Origin::Env(var.to_string()),
-            },
+            Ok(items) => Node::new(
+                Value::Seq(items.iter().map(|s| Node::env_scalar(s, var)).collect()),
+                Origin::Env(var.to_string()),
+            ),
             Err(_) => {
                 report(
                     ctx,
@@ -247,6 +265,21 @@ fn set_process_key(
                 return;
             }
         }
+    } else if key == "SCHEDULE" {
+        // The long form keeps its other keys; only `cron` changes.
+        if let Some(Entry {
+            value:
+                Node {
+                    value: Value::Map(schedule),
+                    ..
+                },
+            ..
+        }) = fields.iter_mut().rev().find(|e| e.key == "schedule")
+        {
+            set_entry(schedule, "cron", Node::env_scalar(value, var));
+            return;
+        }
+        Node::env_scalar(value, var)
     } else {
         Node::env_scalar(value, var)
     };
@@ -261,10 +294,7 @@ fn child_map<'a>(entries: &'a mut Vec<Entry>, key: &str, var: &str) -> Option<&'
             entries.push(Entry {
                 key: key.to_string(),
                 key_origin: Origin::Env(var.to_string()),
-                value: Node {
-                    value: Value::Map(Vec::new()),
-                    origin: Origin::Env(var.to_string()),
-                },
+                value: Node::new(Value::Map(Vec::new()), Origin::Env(var.to_string())),
             });
             entries.len() - 1
         }

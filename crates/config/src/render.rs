@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::substitute::escape_for_file;
-use crate::{Config, HealthCheckKind};
+use crate::{Config, HealthCheckKind, Hook};
 
 fn esc(s: &str) -> String {
     escape_for_file(s)
@@ -17,6 +17,12 @@ fn esc(s: &str) -> String {
 
 fn esc_path(p: &std::path::Path) -> PathBuf {
     PathBuf::from(esc(&p.to_string_lossy()))
+}
+
+fn esc_hooks(hooks: &mut [Hook]) {
+    for h in hooks {
+        h.command = h.command.iter().map(|s| esc(s)).collect();
+    }
 }
 
 fn escaped(config: &Config) -> Config {
@@ -28,14 +34,32 @@ fn escaped(config: &Config) -> Config {
     g.api_socket = g.api_socket.as_deref().map(esc_path);
     g.metrics_host = esc(&g.metrics_host);
     g.metrics_path = esc(&g.metrics_path);
+    for list in [
+        &mut g.hooks.pre_start,
+        &mut g.hooks.post_start,
+        &mut g.hooks.pre_stop,
+        &mut g.hooks.post_stop,
+    ] {
+        esc_hooks(list);
+    }
     for p in c.processes.values_mut() {
         p.command = p.command.iter().map(|s| esc(s)).collect();
         p.env = p.env.iter().map(|(k, v)| (k.clone(), esc(v))).collect();
         p.working_dir = p.working_dir.as_deref().map(esc_path);
         p.user = p.user.as_deref().map(esc);
         p.group = p.group.as_deref().map(esc);
-        for d in &mut p.depends_on {
-            d.process = esc(&d.process);
+        // `depends_on` is rendered as a mapping of process names (keys are
+        // never substituted, and names hold no `$`).
+        for list in [
+            &mut p.hooks.pre_start,
+            &mut p.hooks.pre_stop,
+            &mut p.hooks.post_stop,
+        ] {
+            esc_hooks(list);
+        }
+        if let Some(s) = &mut p.schedule {
+            s.cron = esc(&s.cron);
+            s.timezone = esc(&s.timezone);
         }
         if let Some(hc) = &mut p.health_check {
             match &mut hc.kind {

@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
-use crate::{HealthCheckType, LogFormat, LogLevel, RestartPolicy};
+use crate::{
+    Concurrency, DependencyCondition, HealthCheckType, InitialState, LogFormat, LogLevel,
+    OnFailure, ProcessType, RestartPolicy,
+};
 
 fn schema(v: Value) -> Schema {
     Schema::try_from(v).unwrap_or_else(|_| Schema::from(true))
@@ -110,16 +113,73 @@ scalar_schema!(
         "additionalProperties": { "type": ["string", "number", "boolean", "null"] }
     })
 );
+/// `depends_on:`: names (list or one), or a mapping `name: condition`
+/// (the conditions from [`DependencyCondition::NAMES`]).
+struct DependsOn;
+
+impl JsonSchema for DependsOn {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("DependsOn")
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let condition = generator.subschema_for::<DependencyCondition>().to_value();
+        schema(json!({
+            "description": "process names (healthy for a longrun, completed_successfully for a one-shot), or a mapping name: condition",
+            "anyOf": [
+                { "type": "array", "items": { "type": "string", "pattern": NAME_PATTERN } },
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "propertyNames": { "pattern": NAME_PATTERN },
+                    "additionalProperties": { "anyOf": [condition, { "type": "null" }] }
+                }
+            ]
+        }))
+    }
+}
+
+const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
+
 scalar_schema!(
-    DependsOn,
-    "DependsOn",
+    CronText,
+    "Cron",
     json!({
-        "anyOf": [
-            { "type": "array", "items": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$" } },
-            { "type": "string" }
-        ]
+        "type": "string",
+        "description": "5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; or @yearly @annually @monthly @weekly @daily @hourly",
+        "examples": ["* * * * *", "30 6 * * 1-5", "@daily"]
     })
 );
+
+/// `schedule:`: a cron string, or the long form.
+struct FileScheduleAny;
+
+impl JsonSchema for FileScheduleAny {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("Schedule")
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let short = generator.subschema_for::<CronText>().to_value();
+        let long = generator.subschema_for::<FileSchedule>().to_value();
+        schema(json!({ "anyOf": [short, long] }))
+    }
+}
+
+/// A list of hooks (a single hook is a list of one).
+struct HookList;
+
+impl JsonSchema for HookList {
+    fn schema_name() -> Cow<'static, str> {
+        Cow::Borrowed("HookList")
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let hook = generator.subschema_for::<FileHook>().to_value();
+        schema(json!({ "anyOf": [ { "type": "array", "items": hook.clone() }, hook ] }))
+    }
+}
+
 scalar_schema!(
     StatusCode,
     "StatusCode",
@@ -185,6 +245,8 @@ struct FileGlobal {
     /// Child output held while the manager's stdout is slow (default 8MiB;
     /// 64KiB to 1GiB); when full, children block on their pipes.
     log_buffer: Option<SizeText>,
+    /// Commands run around the manager's own start and stop.
+    hooks: Option<FileGlobalHooks>,
 }
 
 #[derive(JsonSchema)]
@@ -193,14 +255,30 @@ struct FileGlobal {
 struct FileProcess {
     /// Start this process (default true).
     enabled: Option<Flag>,
+    /// longrun (default) or oneshot (runs to its end once per start).
+    #[serde(rename = "type")]
+    kind: Option<ProcessType>,
     /// The program and its arguments (required).
     command: Command,
-    /// Number of instances (default 1).
+    /// Number of instances (default 1; with a schedule at most 1).
     scale: Option<Count>,
     /// Per-process ceiling for scale requests.
     max_scale: Option<Count>,
-    /// always (default), on-failure or never.
+    /// always (default), on-failure or never; one-shots and schedules
+    /// default to never (always is an error there).
     restart: Option<RestartPolicy>,
+    /// Restarts in a row before `failed`; 0 = unlimited (default: global).
+    max_restart_attempts: Option<Count>,
+    /// One-shots: a run still going after this is stopped and fails.
+    timeout: Option<DurationText>,
+    /// One-shots: continue (default) or shutdown when it fails for good.
+    on_failure: Option<OnFailure>,
+    /// Run at the ticks of a cron expression (no standing instances).
+    schedule: Option<FileScheduleAny>,
+    /// Commands run around each instance's start and stop.
+    hooks: Option<FileProcessHooks>,
+    /// started (default) or stopped (defined, started on request).
+    initial_state: Option<InitialState>,
     /// Extra environment variables.
     env: Option<EnvMap>,
     /// Working directory.
@@ -209,7 +287,7 @@ struct FileProcess {
     user: Option<String>,
     /// Group name or gid (default: the user's primary group).
     group: Option<String>,
-    /// Processes that must be running (and healthy) first.
+    /// Processes that must be running (and healthy), or completed, first.
     depends_on: Option<DependsOn>,
     /// Instance N gets PHPEEK_PM_INSTANCE_PORT = port_base + N.
     port_base: Option<Port>,
@@ -231,6 +309,70 @@ struct FileShutdown {
     signal: Option<Signal>,
     /// Grace period before SIGKILL (default: global.shutdown_timeout).
     timeout: Option<DurationText>,
+}
+
+/// The long form of `schedule:`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileSchedule {
+    cron: CronText,
+    /// IANA zone name (default: $TZ when it names a zone, else UTC).
+    timezone: Option<String>,
+    /// forbid (default), allow or replace.
+    concurrency: Option<Concurrency>,
+    /// Runs at once; only with concurrency: allow (default 1).
+    max_concurrent: Option<Count>,
+    /// A run still going after this is stopped.
+    timeout: Option<DurationText>,
+    /// Only with forbid: how long a tick waits for the previous run (default 0).
+    starting_deadline: Option<DurationText>,
+    /// Also run once when the manager starts (default false).
+    run_on_start: Option<Flag>,
+    /// Runs kept in the history, 1 to 1000 (default 10).
+    history: Option<Count>,
+    /// Defined but not ticking (default false).
+    suspended: Option<Flag>,
+}
+
+/// One hook command.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileHook {
+    command: Command,
+    /// Default 30s; must be more than 0.
+    timeout: Option<DurationText>,
+    /// Further attempts after a failure, 0 to 100 (default 0).
+    retries: Option<Count>,
+    /// A failure is logged and the next step goes on (default false).
+    continue_on_error: Option<Flag>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileGlobalHooks {
+    /// Before any process starts; a failure stops the manager (exit 1).
+    pre_start: Option<HookList>,
+    /// Once every process was started.
+    post_start: Option<HookList>,
+    /// Before the processes are stopped.
+    pre_stop: Option<HookList>,
+    /// After every process stopped.
+    post_stop: Option<HookList>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileProcessHooks {
+    /// Before each instance start, with its environment.
+    pre_start: Option<HookList>,
+    /// Before its stop signal (counts inside shutdown.timeout).
+    pre_stop: Option<HookList>,
+    /// After it stopped.
+    post_stop: Option<HookList>,
 }
 
 /// `health_check:`: one object per check type, told apart by `type`
@@ -335,8 +477,39 @@ mod tests {
             "expected_status",
             "on-failure",
             "propertyNames",
+            "completed_successfully",
+            "oneshot",
+            "starting_deadline",
+            "continue_on_error",
         ] {
             assert!(text.contains(needle), "{needle} missing");
+        }
+    }
+
+    /// The keys of a definition in `$defs`, sorted.
+    fn keys_of(s: &Value, def: &str) -> Vec<String> {
+        let mut keys: Vec<String> = s
+            .pointer(&format!("/$defs/{def}/properties"))
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(keys: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// The schema and the validator know the same keys.
+    #[test]
+    fn schema_keys_are_the_validators() {
+        use crate::validate::key_tables;
+        let s = json_schema();
+        for (def, keys) in key_tables() {
+            assert_eq!(keys_of(&s, def), sorted(keys), "{def}");
         }
     }
 }

@@ -243,6 +243,22 @@ pub(crate) fn uses_port_without_default(s: &str) -> bool {
     false
 }
 
+/// The first per-instance variable `s` refers to (with or without a
+/// default), if any.
+pub(crate) fn instance_var_used(s: &str) -> Option<&'static str> {
+    let mut i = 0;
+    while let Some(off) = s.get(i..).and_then(|rest| rest.find("${")) {
+        let at = i + off;
+        if let Scan::Token(t) = scan_token(s.get(at..).unwrap_or("")) {
+            if let Some(name) = INSTANCE_VARS.iter().find(|v| **v == t.name) {
+                return Some(name);
+            }
+        }
+        i = at + 2;
+    }
+    None
+}
+
 /// Escapes a loaded value so that substituting it again yields the same
 /// value: `$` → `$$`, except in the per-instance tokens (which load verbatim).
 pub(crate) fn escape_for_file(s: &str) -> String {

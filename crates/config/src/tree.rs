@@ -66,6 +66,10 @@ pub(crate) enum Value {
 pub(crate) struct Node {
     pub value: Value,
     pub origin: Origin,
+    /// For a scalar written on one line whose source maps one character
+    /// to one column (plain, or quoted without escapes): the 1-based column
+    /// of its first character, so an error can point inside the value.
+    pub text_col: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,14 +80,23 @@ pub(crate) struct Entry {
 }
 
 impl Node {
-    pub(crate) fn env_scalar(text: &str, var: &str) -> Node {
+    /// A node without a column inside its text.
+    pub(crate) fn new(value: Value, origin: Origin) -> Node {
         Node {
-            value: Value::Scalar {
+            value,
+            origin,
+            text_col: None,
+        }
+    }
+
+    pub(crate) fn env_scalar(text: &str, var: &str) -> Node {
+        Node::new(
+            Value::Scalar {
                 text: text.to_string(),
                 style: Style::Env,
             },
-            origin: Origin::Env(var.to_string()),
-        }
+            Origin::Env(var.to_string()),
+        )
     }
 
     pub(crate) fn kind_name(&self) -> &'static str {
@@ -346,10 +359,31 @@ impl Builder<'_> {
         }
         self.count(extra.len())?;
         entries.extend(extra);
-        Ok(Node {
-            value: Value::Map(entries),
-            origin,
-        })
+        Ok(Node::new(Value::Map(entries), origin))
+    }
+}
+
+/// The 1-based column of a scalar's first character when its source is
+/// one line that maps one character to one column: plain, or single- or
+/// double-quoted with no escape (the source is then the text plus the two
+/// quotes). `value` is the parsed text (placeholders have the width of the
+/// `${…}` tokens they stand for).
+fn text_column(
+    span: &serde_saphyr::granit_parser::Span,
+    style: ScalarStyle,
+    value: &str,
+) -> Option<usize> {
+    if span.start.line() != span.end.line() {
+        return None;
+    }
+    let width = span.end.col().checked_sub(span.start.col())?;
+    let chars = value.chars().count();
+    match style {
+        ScalarStyle::Plain if width == chars => Some(span.start.col() + 1),
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted if width == chars + 2 => {
+            Some(span.start.col() + 2)
+        }
+        _ => None,
     }
 }
 
@@ -418,6 +452,7 @@ pub(crate) fn parse(protected: &Protected) -> Result<Option<Node>, Vec<TreeError
                 Ok(())
             }
             Event::Scalar(value, style, anchor, _tag) => {
+                let text_col = text_column(&span, style, &value);
                 let style = match style {
                     ScalarStyle::Plain => Style::Plain,
                     _ => Style::Quoted,
@@ -428,6 +463,7 @@ pub(crate) fn parse(protected: &Protected) -> Result<Option<Node>, Vec<TreeError
                         Node {
                             value: Value::Scalar { text, style },
                             origin,
+                            text_col,
                         },
                         anchor,
                     )
@@ -479,13 +515,7 @@ pub(crate) fn parse(protected: &Protected) -> Result<Option<Node>, Vec<TreeError
                     origin,
                     anchor,
                 }) => {
-                    b.finish_node(
-                        Node {
-                            value: Value::Seq(items),
-                            origin,
-                        },
-                        anchor,
-                    );
+                    b.finish_node(Node::new(Value::Seq(items), origin), anchor);
                     Ok(())
                 }
                 _ => Err(TreeError {
@@ -532,12 +562,14 @@ mod tests {
     }
 
     fn scalar(text: &str, style: Style, line: usize, col: usize) -> Node {
+        let quote = usize::from(style == Style::Quoted);
         Node {
             value: Value::Scalar {
                 text: text.to_string(),
                 style,
             },
             origin: Origin::File(Pos { line, col }),
+            text_col: Some(col + quote),
         }
     }
 
@@ -559,6 +591,22 @@ mod tests {
         };
         assert_eq!(items[0], scalar("x", Style::Quoted, 3, 5));
         assert_eq!(items[1], scalar("${Y:-a: b}", Style::Plain, 4, 5));
+    }
+
+    #[test]
+    fn text_columns_only_where_the_source_maps_one_to_one() {
+        let root = tree("a: \"x\\ty\"\nb: 'it''s'\nc: |\n  z\nd: \"p q\"\ne: p q\n")
+            .ok()
+            .flatten();
+        let Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) = root
+        else {
+            panic!("not a map")
+        };
+        let cols: Vec<Option<usize>> = entries.iter().map(|e| e.value.text_col).collect();
+        assert_eq!(cols, [None, None, None, Some(5), Some(4)]);
     }
 
     #[test]

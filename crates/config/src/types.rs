@@ -294,7 +294,10 @@ impl Concurrency {
 vocabulary!(Concurrency);
 
 /// `schedule:` (SPEC 11): the process runs at the ticks of `cron`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Serialised in the file's long form, without the keys its `concurrency`
+/// forbids (`max_concurrent` only with allow, `starting_deadline` only
+/// with forbid), so a rendered file re-reads to the same schedule.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     /// 5 fields, or 6 with seconds first, or an `@` alias; checked at load.
     pub cron: String,
@@ -305,15 +308,39 @@ pub struct Schedule {
     /// With `allow`: runs at once.
     pub max_concurrent: u32,
     /// A run still going after this is stopped (signal, then SIGKILL).
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_text")]
     pub timeout: Option<Duration>,
     /// `forbid`: a tick waits this long for the previous run to end.
-    #[serde(with = "duration_text")]
     pub starting_deadline: Duration,
     pub run_on_start: bool,
     /// Runs kept in the history.
     pub history: u32,
     pub suspended: bool,
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("cron", &self.cron)?;
+        map.serialize_entry("timezone", &self.timezone)?;
+        map.serialize_entry("concurrency", &self.concurrency)?;
+        if self.concurrency == Concurrency::Allow {
+            map.serialize_entry("max_concurrent", &self.max_concurrent)?;
+        }
+        if let Some(t) = self.timeout {
+            map.serialize_entry("timeout", &crate::format_duration(t))?;
+        }
+        if self.concurrency == Concurrency::Forbid {
+            map.serialize_entry(
+                "starting_deadline",
+                &crate::format_duration(self.starting_deadline),
+            )?;
+        }
+        map.serialize_entry("run_on_start", &self.run_on_start)?;
+        map.serialize_entry("history", &self.history)?;
+        map.serialize_entry("suspended", &self.suspended)?;
+        map.end()
+    }
 }
 
 /// Default of `schedule.history`.

@@ -79,7 +79,10 @@ pub(crate) use vocabulary;
 
 #[cfg(test)]
 mod tests {
-    use crate::{HealthCheckType, LogFormat, LogLevel, RestartPolicy};
+    use crate::{
+        Concurrency, DependencyCondition, HealthCheckType, InitialState, LogFormat, LogLevel,
+        OnFailure, ProcessType, RestartPolicy,
+    };
 
     /// Every variant (the `match`es make a new variant a compile error
     /// here until it is listed), each in its table exactly once.
@@ -115,6 +118,24 @@ mod tests {
         };
         let hc = |v: HealthCheckType| match v {
             HealthCheckType::Tcp | HealthCheckType::Http | HealthCheckType::Exec => v,
+        };
+        let kind = |v: ProcessType| match v {
+            ProcessType::Longrun | ProcessType::Oneshot => v,
+        };
+        let on_failure = |v: OnFailure| match v {
+            OnFailure::Continue | OnFailure::Shutdown => v,
+        };
+        let condition = |v: DependencyCondition| match v {
+            DependencyCondition::Started
+            | DependencyCondition::Healthy
+            | DependencyCondition::Completed
+            | DependencyCondition::CompletedSuccessfully => v,
+        };
+        let initial = |v: InitialState| match v {
+            InitialState::Started | InitialState::Stopped => v,
+        };
+        let concurrency = |v: Concurrency| match v {
+            Concurrency::Forbid | Concurrency::Allow | Concurrency::Replace => v,
         };
         vec![
             row(
@@ -157,6 +178,47 @@ mod tests {
                 HealthCheckType::NAMES,
                 HealthCheckType::as_str,
             ),
+            row(
+                "ProcessType",
+                &[ProcessType::Longrun, ProcessType::Oneshot].map(kind),
+                ProcessType::NAMES,
+                ProcessType::as_str,
+            ),
+            row(
+                "OnFailure",
+                &[OnFailure::Continue, OnFailure::Shutdown].map(on_failure),
+                OnFailure::NAMES,
+                OnFailure::as_str,
+            ),
+            row(
+                "DependencyCondition",
+                &[
+                    DependencyCondition::Started,
+                    DependencyCondition::Healthy,
+                    DependencyCondition::Completed,
+                    DependencyCondition::CompletedSuccessfully,
+                ]
+                .map(condition),
+                DependencyCondition::NAMES,
+                DependencyCondition::as_str,
+            ),
+            row(
+                "InitialState",
+                &[InitialState::Started, InitialState::Stopped].map(initial),
+                InitialState::NAMES,
+                InitialState::as_str,
+            ),
+            row(
+                "Concurrency",
+                &[
+                    Concurrency::Forbid,
+                    Concurrency::Allow,
+                    Concurrency::Replace,
+                ]
+                .map(concurrency),
+                Concurrency::NAMES,
+                Concurrency::as_str,
+            ),
         ]
     }
 
@@ -195,6 +257,11 @@ mod tests {
         round_trips(LogLevel::NAMES, LogLevel::as_str);
         round_trips(RestartPolicy::NAMES, RestartPolicy::as_str);
         round_trips(HealthCheckType::NAMES, HealthCheckType::as_str);
+        round_trips(ProcessType::NAMES, ProcessType::as_str);
+        round_trips(OnFailure::NAMES, OnFailure::as_str);
+        round_trips(DependencyCondition::NAMES, DependencyCondition::as_str);
+        round_trips(InitialState::NAMES, InitialState::as_str);
+        round_trips(Concurrency::NAMES, Concurrency::as_str);
         for &(name, v) in RestartPolicy::NAMES {
             assert_eq!(RestartPolicy::from_name(name), Some(v));
         }

@@ -1,5 +1,7 @@
 //! Checks that need the whole config: API exposure, backoff order,
-//! per-process limits and ports, names, dependencies and cycles.
+//! per-process limits and ports, what a one-shot or a scheduled process
+//! may not have, names, dependencies (their conditions against the
+//! dependencies' types) and cycles.
 //!
 //! Invariant: they run after every section was read, on values that are
 //! each valid on their own (a rejected value kept its default), so a
@@ -12,7 +14,10 @@ use super::reader::{shorten, Ctx};
 use super::ProcMeta;
 use crate::suggest;
 use crate::tree::{Node, Origin};
-use crate::{instance_name, split_instance_name, Config, Global, ProcessConfig, ScaleLimit};
+use crate::{
+    instance_name, split_instance_name, Config, DependencyCondition, Global, ProcessConfig,
+    RestartPolicy, ScaleLimit,
+};
 
 pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -55,7 +60,9 @@ pub(super) fn cross_checks(
         check_process_name(name, meta, ctx);
         check_scale_limits(name, p, meta, config.global.max_process_scale, ctx);
         check_ports(name, p, meta, ctx);
-        check_dependencies_exist(config, name, meta, ctx);
+        check_kind(name, p, meta, ctx);
+        check_schedule(name, p, meta, config.global.max_process_scale, ctx);
+        check_dependencies(config, metas, name, meta, ctx);
     }
     check_instance_name_collisions(config, metas, ctx);
     check_cycles(config, metas, ctx);
@@ -181,17 +188,211 @@ fn check_ports(name: &str, p: &ProcessConfig, meta: &ProcMeta, ctx: &mut Ctx<'_>
     }
 }
 
-fn check_dependencies_exist(config: &Config, name: &str, meta: &ProcMeta, ctx: &mut Ctx<'_>) {
-    for (i, (dep, origin)) in meta.depends.iter().enumerate() {
-        if !config.processes.contains_key(dep) {
+/// The list form (`depends_on: [a]`) means `healthy` for a longrun and
+/// `completed_successfully` for a one-shot: settled here, once every
+/// process's type is known. (A name that is no process keeps the
+/// placeholder; it is reported.)
+pub(super) fn resolve_list_conditions(config: &mut Config, metas: &BTreeMap<String, ProcMeta>) {
+    let oneshots: std::collections::BTreeSet<String> = config
+        .processes
+        .iter()
+        .filter(|(_, p)| p.is_oneshot())
+        .map(|(n, _)| n.clone())
+        .collect();
+    for (name, p) in config.processes.iter_mut() {
+        let Some(meta) = metas.get(name) else {
+            continue;
+        };
+        for (dep, dm) in p.depends_on.iter_mut().zip(&meta.depends) {
+            if dm.from_list {
+                dep.condition = if oneshots.contains(&dep.process) {
+                    DependencyCondition::CompletedSuccessfully
+                } else {
+                    DependencyCondition::Healthy
+                };
+            }
+        }
+    }
+}
+
+/// Each dependency names a process that has standing instances, with a
+/// condition its type can meet.
+fn check_dependencies(
+    config: &Config,
+    metas: &BTreeMap<String, ProcMeta>,
+    name: &str,
+    meta: &ProcMeta,
+    ctx: &mut Ctx<'_>,
+) {
+    let Some(p) = config.processes.get(name) else {
+        return;
+    };
+    for (dep, dm) in p.depends_on.iter().zip(&meta.depends) {
+        let Some(target) = config.processes.get(&dep.process) else {
             let names: Vec<&str> = config.processes.keys().map(String::as_str).collect();
-            let hint = suggest::hint(dep, &names);
+            let hint = suggest::hint(&dep.process, &names);
+            ctx.err(
+                &dm.origin,
+                &dm.path,
+                format!("no process named `{}`{hint}", shorten(&dep.process)),
+            );
+            continue;
+        };
+        let d = &dep.process;
+        if target.schedule.is_some() {
+            ctx.err(
+                &dm.origin,
+                &dm.path,
+                format!(
+                    "`{d}` is scheduled: it has no standing instances to wait for (only its runs)"
+                ),
+            );
+            continue;
+        }
+        if dm.from_list || metas.get(d).is_some_and(|m| m.kind_rejected) {
+            continue;
+        }
+        use DependencyCondition as C;
+        match (target.is_oneshot(), dep.condition) {
+            (false, C::Completed | C::CompletedSuccessfully) => ctx.err(
+                &dm.origin,
+                &dm.path,
+                format!("`{d}` is a longrun: it never completes; use started or healthy"),
+            ),
+            (true, C::Healthy) => ctx.err(
+                &dm.origin,
+                &dm.path,
+                format!("`{d}` is a one-shot: it is never healthy, it completes; use completed_successfully (or completed, or started)"),
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// What a one-shot may not have, and what only a one-shot may have.
+fn check_kind(name: &str, p: &ProcessConfig, meta: &ProcMeta, ctx: &mut Ctx<'_>) {
+    let key = |k: &str| format!("processes.{name}.{k}");
+    if p.is_oneshot() {
+        if let (RestartPolicy::Always, Some(origin)) = (p.restart, &meta.restart_origin) {
             ctx.err(
                 origin,
-                &format!("processes.{name}.depends_on[{i}]"),
-                format!("no process named `{}`{hint}", shorten(dep)),
+                &key("restart"),
+                "`always` is not allowed for type: oneshot (it runs to its end): use never (the default) or on-failure",
             );
         }
+        if let Some(origin) = &meta.schedule_key {
+            ctx.err(
+                origin,
+                &key("schedule"),
+                "a schedule is not for type: oneshot: each run of a scheduled process already runs to its end; drop `type: oneshot`",
+            );
+        }
+        if let Some(origin) = &meta.health_check_key {
+            ctx.err(
+                origin,
+                &key("health_check"),
+                "is only for longrun processes: a one-shot is done when it exits (depend on it with completed_successfully)",
+            );
+        }
+    } else if !meta.kind_rejected {
+        let why = if p.schedule.is_some() {
+            " (for the runs of a schedule: schedule.timeout)"
+        } else {
+            " (a longrun runs until stopped)"
+        };
+        if let Some(origin) = &meta.timeout_key {
+            ctx.err(
+                origin,
+                &key("timeout"),
+                format!("only for type: oneshot{why}"),
+            );
+        }
+        if let Some(origin) = &meta.on_failure_key {
+            let why = if p.schedule.is_some() {
+                " (a failed run of a schedule is counted and the next tick runs)"
+            } else {
+                " (a longrun is restarted by its restart policy)"
+            };
+            ctx.err(
+                origin,
+                &key("on_failure"),
+                format!("only for type: oneshot{why}"),
+            );
+        }
+    }
+}
+
+/// A scheduled process has no standing instances: each run is one
+/// instance, not restarted and not probed. Every key that assumes standing
+/// instances is listed here (autoscaling joins this list).
+fn check_schedule(
+    name: &str,
+    p: &ProcessConfig,
+    meta: &ProcMeta,
+    max_process_scale: u32,
+    ctx: &mut Ctx<'_>,
+) {
+    let Some(schedule) = &p.schedule else {
+        return;
+    };
+    if p.is_oneshot() {
+        return; // reported by check_kind
+    }
+    let key = |k: &str| format!("processes.{name}.{k}");
+    if p.scale > 1 {
+        let origin = meta.scale_origin.as_ref().unwrap_or(&meta.origin);
+        ctx.err(
+            origin,
+            &key("scale"),
+            format!(
+                "scale {} with a schedule: each run is one instance; for overlapping runs use schedule.concurrency: allow with max_concurrent",
+                p.scale
+            ),
+        );
+    }
+    if let (RestartPolicy::Always | RestartPolicy::OnFailure, Some(origin)) =
+        (p.restart, &meta.restart_origin)
+    {
+        ctx.err(
+            origin,
+            &key("restart"),
+            format!(
+                "`{}` with a schedule: runs are not restarted (the next tick runs again); use never (the default)",
+                p.restart
+            ),
+        );
+    }
+    let standing: [(&str, Option<&Origin>); 3] = [
+        ("health_check", meta.health_check_key.as_ref()),
+        ("max_scale", meta.max_scale_origin.as_ref()),
+        (
+            "max_restart_attempts",
+            meta.max_restart_attempts_key.as_ref(),
+        ),
+    ];
+    for (k, origin) in standing {
+        if let Some(origin) = origin {
+            ctx.err(
+                origin,
+                &key(k),
+                "not with a schedule: a scheduled process has no standing instances (each run is one instance, not probed, scaled or restarted)",
+            );
+        }
+    }
+    if schedule.max_concurrent > max_process_scale {
+        let origin = meta
+            .schedule
+            .as_ref()
+            .and_then(|m| m.max_concurrent_origin.as_ref())
+            .unwrap_or(&meta.origin);
+        ctx.err(
+            origin,
+            &key("schedule.max_concurrent"),
+            format!(
+                "max_concurrent {} is above global.max_process_scale {max_process_scale}",
+                schedule.max_concurrent
+            ),
+        );
     }
 }
 
@@ -237,8 +438,8 @@ fn check_cycles(config: &Config, metas: &BTreeMap<String, ProcMeta>, ctx: &mut C
         };
         let origin = metas
             .get(first)
-            .and_then(|m| m.depends.iter().find(|(d, _)| d == second))
-            .map(|(_, o)| o.clone())
+            .and_then(|m| m.depends.iter().find(|d| d.name == *second))
+            .map(|d| d.origin.clone())
             .unwrap_or_else(nowhere);
         let shown = cycle.join(" -> ");
         let message = if cycle.len() == 2 {

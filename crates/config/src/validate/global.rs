@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::hooks::parse_global_hooks;
 use super::reader::{join, set, shorten, Ctx, Got};
 use super::{GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
 use crate::tree::{Node, Origin};
@@ -87,6 +88,7 @@ pub(super) fn parse_global(node: &Node, ctx: &mut Ctx<'_>, g: &mut Global) -> Op
                 ),
                 got => set(&mut g.log_buffer, got),
             },
+            "hooks" => g.hooks = parse_global_hooks(n, &path, ctx),
             _ => {
                 let extra = if PROCESS_KEYS.contains(&e.key.as_str()) {
                     " (this is a process setting: put it under `processes.<name>:`)"

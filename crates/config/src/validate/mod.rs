@@ -39,13 +39,19 @@
 //!   `port_base` is an error (it would expand to an empty string).
 //! * `restart_backoff_max` below `restart_backoff_initial` is an error.
 //! * Health-check URLs must be `http://host…` (no https).
+//! * SPEC 11 (one-shots, schedules, hooks): see `docs/configuration.md`,
+//!   "One-shots, schedules and hooks", for every choice made there (e.g.
+//!   `health_check` on a one-shot is an error, a process's `timeout: 0` is
+//!   an error, a single hook mapping is a list of one).
 
 mod cross;
 mod global;
 mod graph;
 mod health_check;
+mod hooks;
 mod process;
 mod reader;
+mod schedule;
 
 use std::collections::BTreeMap;
 
@@ -81,13 +87,21 @@ pub(crate) const GLOBAL_KEYS: &[&str] = &[
     "max_restart_attempts",
     "dependency_timeout",
     "log_buffer",
+    "hooks",
 ];
 pub(crate) const PROCESS_KEYS: &[&str] = &[
     "enabled",
+    "type",
     "command",
     "scale",
     "max_scale",
     "restart",
+    "max_restart_attempts",
+    "timeout",
+    "on_failure",
+    "schedule",
+    "hooks",
+    "initial_state",
     "env",
     "working_dir",
     "user",
@@ -100,19 +114,58 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "stderr",
 ];
 
+/// Each section's keys, by the name of its JSON Schema definition (the
+/// schema test checks that both agree).
+#[cfg(test)]
+pub(crate) fn key_tables() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("FileGlobal", GLOBAL_KEYS),
+        ("FileProcess", PROCESS_KEYS),
+        ("FileSchedule", schedule::SCHEDULE_KEYS),
+        ("FileGlobalHooks", hooks::GLOBAL_HOOK_KEYS),
+        ("FileProcessHooks", hooks::PROCESS_HOOK_KEYS),
+        ("FileHook", hooks::HOOK_KEYS),
+        ("FileShutdown", process::SHUTDOWN_KEYS),
+    ]
+}
+
 /// Largest `scale`/`max_scale`/`max_process_scale` accepted at all.
 const SCALE_LIMIT: u64 = 1_000_000;
 
-/// Positions kept for the cross-checks.
+/// Positions kept for the cross-checks. A `*_key` origin is the position
+/// of a key that was given (with a value that was accepted); a value origin
+/// is named after its key.
 pub(super) struct ProcMeta {
     pub(super) name_origin: Origin,
     pub(super) origin: Origin,
     pub(super) scale_origin: Option<Origin>,
     pub(super) max_scale_origin: Option<Origin>,
     pub(super) port_base_origin: Option<Origin>,
-    pub(super) depends: Vec<(String, Origin)>,
+    /// One per entry of `depends_on`, in the same order.
+    pub(super) depends: Vec<DepMeta>,
     /// Values that may use `${PHPEEK_PM_INSTANCE_PORT}`, with their key and origin.
     pub(super) port_users: Vec<(String, Origin)>,
+    /// `type:` was given but rejected: its checks would only cascade.
+    pub(super) kind_rejected: bool,
+    /// The value of an accepted `restart:`.
+    pub(super) restart_origin: Option<Origin>,
+    pub(super) max_restart_attempts_key: Option<Origin>,
+    pub(super) timeout_key: Option<Origin>,
+    pub(super) on_failure_key: Option<Origin>,
+    pub(super) schedule_key: Option<Origin>,
+    pub(super) schedule: Option<schedule::ScheduleMeta>,
+    pub(super) health_check_key: Option<Origin>,
+}
+
+/// One `depends_on` entry: where it was written, and whether its
+/// condition is still to be resolved from the dependency's type.
+pub(super) struct DepMeta {
+    pub(super) name: String,
+    pub(super) origin: Origin,
+    /// `processes.web.depends_on[0]`, `processes.web.depends_on.db`, …
+    pub(super) path: String,
+    /// From the list form (or the long form without a condition).
+    pub(super) from_list: bool,
 }
 
 /// Builds the config from the (already overridden) tree.
@@ -186,6 +239,7 @@ pub(crate) fn build(root: Option<&Node>, ctx: &mut Ctx<'_>) -> Config {
             }
         }
     }
+    cross::resolve_list_conditions(&mut config, &metas);
     cross_checks(&config, &metas, host_origin.as_ref(), global_node, ctx);
     config
 }

@@ -8,9 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use super::health_check::parse_health_check;
+use super::hooks::parse_process_hooks;
 use super::reader::{join, set, Ctx, Got};
-use super::{ProcMeta, GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
+use super::schedule::parse_schedule;
+use super::{DepMeta, ProcMeta, GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
 use crate::duration::parse_signal;
 use crate::substitute::uses_port_without_default;
 use crate::tree::{Entry, Node, Origin, Value};
@@ -19,7 +23,7 @@ use crate::{
     ProcessType, RestartPolicy, Shutdown,
 };
 
-const SHUTDOWN_KEYS: &[&str] = &["signal", "timeout"];
+pub(super) const SHUTDOWN_KEYS: &[&str] = &["signal", "timeout"];
 
 pub(crate) fn default_process() -> ProcessConfig {
     ProcessConfig {
@@ -65,6 +69,14 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
         port_base_origin: None,
         depends: Vec::new(),
         port_users: Vec::new(),
+        kind_rejected: false,
+        restart_origin: None,
+        max_restart_attempts_key: None,
+        timeout_key: None,
+        on_failure_key: None,
+        schedule_key: None,
+        schedule: None,
+        health_check_key: None,
     };
     let Some(entries) = ctx.map(&entry.value, &base) else {
         return (p, meta);
@@ -75,6 +87,10 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
         let n = &e.value;
         match e.key.as_str() {
             "enabled" => set(&mut p.enabled, ctx.bool(n, &path)),
+            "type" => match ctx.choice(n, &path, ProcessType::NAMES) {
+                Got::Bad => meta.kind_rejected = true,
+                got => set(&mut p.kind, got),
+            },
             "command" => {
                 command_state = ctx.string_list(n, &path, COMMAND_EXAMPLE);
                 match &command_state {
@@ -100,7 +116,48 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
                     p.max_scale = Some(v);
                 }
             }
-            "restart" => set(&mut p.restart, ctx.choice(n, &path, RestartPolicy::NAMES)),
+            "restart" => {
+                if let Got::Val(r) = ctx.choice(n, &path, RestartPolicy::NAMES) {
+                    p.restart = r;
+                    meta.restart_origin = Some(n.origin.clone());
+                }
+            }
+            "max_restart_attempts" => {
+                if let Got::Val(v) = ctx.u32(n, &path, u64::from(u32::MAX)) {
+                    p.max_restart_attempts = Some(v);
+                    meta.max_restart_attempts_key = Some(e.key_origin.clone());
+                }
+            }
+            "timeout" => match ctx.duration(n, &path) {
+                Got::Val(Duration::ZERO) => ctx.err(
+                    &n.origin,
+                    &path,
+                    "must be more than 0 (leave it out for no limit)",
+                ),
+                Got::Val(d) => {
+                    p.timeout = Some(d);
+                    meta.timeout_key = Some(e.key_origin.clone());
+                }
+                Got::Null | Got::Bad => {}
+            },
+            "on_failure" => {
+                if let Got::Val(v) = ctx.choice(n, &path, OnFailure::NAMES) {
+                    p.on_failure = v;
+                    meta.on_failure_key = Some(e.key_origin.clone());
+                }
+            }
+            "schedule" => {
+                if let Some((s, m)) = parse_schedule(n, &path, ctx) {
+                    p.schedule = Some(s);
+                    meta.schedule = Some(m);
+                    meta.schedule_key = Some(e.key_origin.clone());
+                }
+            }
+            "hooks" => p.hooks = parse_process_hooks(n, &path, ctx, &mut meta),
+            "initial_state" => set(
+                &mut p.initial_state,
+                ctx.choice(n, &path, InitialState::NAMES),
+            ),
             "env" => read_env(n, &path, ctx, &mut p, &mut meta),
             "working_dir" => {
                 if let Got::Val(s) = ctx.opt_string(n, &path) {
@@ -119,6 +176,9 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
             "shutdown" => parse_shutdown(n, &path, ctx, &mut p.shutdown),
             "health_check" => {
                 p.health_check = parse_health_check(n, &path, ctx, &mut meta);
+                if p.health_check.is_some() {
+                    meta.health_check_key = Some(e.key_origin.clone());
+                }
             }
             "stdout" => set(&mut p.stdout, ctx.bool(n, &path)),
             "stderr" => set(&mut p.stderr, ctx.bool(n, &path)),
@@ -142,6 +202,11 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
     if p.command.iter().any(|a| uses_port_without_default(a)) {
         meta.port_users
             .push((format!("{base}.command"), command_origin(entries)));
+    }
+    // Defaults that depend on other keys, whatever their order: a one-shot
+    // or a scheduled process is not restarted unless asked to.
+    if meta.restart_origin.is_none() && (p.is_oneshot() || p.schedule.is_some()) {
+        p.restart = RestartPolicy::Never;
     }
     (p, meta)
 }
@@ -177,7 +242,9 @@ fn read_env(n: &Node, path: &str, ctx: &mut Ctx<'_>, p: &mut ProcessConfig, meta
     }
 }
 
-/// `depends_on:`: a list of process names, or one name; repeats dropped.
+/// `depends_on:`: a list of process names, or one name (conditions
+/// resolved later from the dependencies' types), or a mapping
+/// `name: condition`; repeats dropped.
 fn read_depends_on(
     n: &Node,
     path: &str,
@@ -185,6 +252,32 @@ fn read_depends_on(
     p: &mut ProcessConfig,
     meta: &mut ProcMeta,
 ) {
+    let mut add = |p: &mut ProcessConfig, dep: DepMeta, condition: DependencyCondition| {
+        if !p.depends_on_process(&dep.name) {
+            p.depends_on
+                .push(Dependency::new(dep.name.clone(), condition));
+            meta.depends.push(dep);
+        }
+    };
+    if let Value::Map(entries) = &n.value {
+        for e in entries {
+            let epath = join(path, &e.key);
+            let (condition, from_list) =
+                match ctx.choice(&e.value, &epath, DependencyCondition::NAMES) {
+                    Got::Val(c) => (c, false),
+                    // No condition (or a rejected one, reported): as in the list form.
+                    Got::Null | Got::Bad => (DependencyCondition::Healthy, true),
+                };
+            let dep = DepMeta {
+                name: e.key.clone(),
+                origin: e.key_origin.clone(),
+                path: epath,
+                from_list,
+            };
+            add(p, dep, condition);
+        }
+        return;
+    }
     let items: Vec<&Node> = match &n.value {
         Value::Seq(items) => items.iter().collect(),
         _ => vec![n],
@@ -197,15 +290,15 @@ fn read_depends_on(
         };
         match ctx.text(item, &ipath, "a process name") {
             Got::Val(dep) => {
-                if !p.depends_on_process(&dep) {
-                    // The list form's condition depends on the dependency's
-                    // type; the cross checks settle it once all are read.
-                    p.depends_on.push(Dependency {
-                        process: dep.clone(),
-                        condition: DependencyCondition::Healthy,
-                    });
-                    meta.depends.push((dep, item.origin.clone()));
-                }
+                // The list form's condition depends on the dependency's
+                // type; the cross checks settle it once all are read.
+                let dep = DepMeta {
+                    name: dep,
+                    origin: item.origin.clone(),
+                    path: ipath,
+                    from_list: true,
+                };
+                add(p, dep, DependencyCondition::Healthy);
             }
             Got::Null => {
                 if matches!(n.value, Value::Seq(_)) {

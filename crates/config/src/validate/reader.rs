@@ -57,6 +57,11 @@ impl<'e> Ctx<'e> {
         }
     }
 
+    /// A variable of the loader's environment (`TZ` for the schedule zone).
+    pub(super) fn env_var(&self, name: &str) -> Option<&str> {
+        self.env.vars.get(name).map(String::as_str)
+    }
+
     pub(crate) fn err(&mut self, origin: &Origin, key: &str, message: impl Into<String>) {
         let message = message.into();
         let (line, column, message) = match origin {
@@ -320,6 +325,21 @@ impl<'e> Ctx<'e> {
                 None
             }
         }
+    }
+}
+
+/// The position `offset` characters into a scalar's text, when the text is
+/// the one written in the file (not substituted) and the source maps one
+/// character to one column; else the position of the value.
+pub(super) fn origin_within(node: &Node, value: &str, offset: usize) -> Origin {
+    match (&node.origin, node.text_col, &node.value) {
+        (Origin::File(p), Some(col), Value::Scalar { text, .. }) if text == value => {
+            Origin::File(crate::tree::Pos {
+                line: p.line,
+                col: col.saturating_add(offset),
+            })
+        }
+        _ => node.origin.clone(),
     }
 }
 

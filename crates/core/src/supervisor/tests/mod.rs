@@ -179,19 +179,30 @@ impl Rig {
         }
     }
 
-    /// Lets `d` pass, delivering every timer that falls due (and a tick,
-    /// as the loop does while a gate waits).
+    /// Lets `d` pass, delivering every timer as it falls due, in order
+    /// (time moves from one due timer to the next, as it would for real),
+    /// and a tick at the end, as the loop does while a gate waits.
     pub async fn advance(&mut self, d: Duration) {
-        tokio::time::advance(d).await;
+        let end = tokio::time::Instant::now().into_std() + d;
         loop {
+            let next = self.sup.fx.timers.iter().map(|t| t.due).min();
             let now = tokio::time::Instant::now().into_std();
-            let due = self.sup.fx.take_due(now);
-            if due.is_empty() {
-                break;
+            match next {
+                Some(due) if due <= end => {
+                    if due > now {
+                        tokio::time::advance(due - now).await;
+                    }
+                    let now = tokio::time::Instant::now().into_std();
+                    for t in self.sup.fx.take_due(now) {
+                        self.deliver(Msg::Timer(t));
+                    }
+                }
+                _ => break,
             }
-            for t in due {
-                self.deliver(Msg::Timer(t));
-            }
+        }
+        let now = tokio::time::Instant::now().into_std();
+        if end > now {
+            tokio::time::advance(end - now).await;
         }
         self.deliver(Msg::Tick);
     }

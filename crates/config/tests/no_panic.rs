@@ -13,6 +13,9 @@ global:
   api_auth: "token"
   metrics_path: /metrics
   restart_backoff_initial: 250ms
+  hooks:
+    pre_start: [{ command: ["php", "artisan", "config:cache"], timeout: 60s }]
+    post_stop: { command: ["sh", "-c", "echo $$bye"], retries: 1, continue_on_error: true }
 x-base: &base
   restart: always
   env: { A: "${A:-x}", B: $$ }
@@ -32,6 +35,33 @@ processes:
       type: http
       url: "http://127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}/health"
       expected_status: 200
+    hooks:
+      pre_stop: [{ command: ["php", "artisan", "queue:restart", "${PHPEEK_PM_INSTANCE_PORT}"], timeout: 5s }]
+  migrate:
+    type: oneshot
+    command: ["php", "artisan", "migrate", "--force"]
+    restart: on-failure
+    max_restart_attempts: 3
+    timeout: 10m
+    on_failure: shutdown
+  web:
+    command: ["nginx"]
+    initial_state: stopped
+    depends_on: { migrate: completed_successfully, php-fpm: healthy }
+  scheduler:
+    command: ["php", "artisan", "schedule:run"]
+    schedule: "* * * * *"
+  report:
+    command: ["php", "artisan", "report:daily"]
+    schedule:
+      cron: "30 6 * * 1-5"
+      timezone: Europe/Amsterdam
+      concurrency: allow
+      max_concurrent: 3
+      timeout: 5m
+      run_on_start: false
+      history: 10
+      suspended: false
 "#;
 
 /// Characters that matter to YAML, substitution and the validator.
@@ -47,6 +77,7 @@ fn env() -> Env {
         ("A", "a: b # c"),
         ("PHPEEK_PM_PROCESS_QUEUE_DEFAULT_SCALE", "3"),
         ("PHPEEK_PM_GLOBAL_LOG_FORMAT", "json"),
+        ("TZ", ":Europe/Berlin"),
     ])
 }
 
@@ -100,7 +131,44 @@ fn the_valid_base_is_valid() {
     );
 }
 
+/// Cron and zone text as a user might mistype it.
+const CRON_CHARS: &[char] = &[
+    '0', '1', '2', '5', '9', '*', '/', ',', '-', ' ', '\t', 'L', 'W', '#', '?', '@', 'M', 'o', 'n',
+    'J', 'a', 'é', '$', '{', '}',
+];
+
 proptest! {
+    #[test]
+    fn random_schedules_never_panic_and_round_trip(
+        cron in proptest::collection::vec(proptest::sample::select(CRON_CHARS), 0..30),
+        zone in "[A-Za-z/_]{0,20}",
+        concurrency in proptest::sample::select(&["forbid", "allow", "replace", "x"][..]),
+        with_max in any::<bool>(),
+        with_deadline in any::<bool>(),
+    ) {
+        let cron: String = cron.into_iter().collect();
+        let mut text = format!(
+            "processes:\n  s:\n    command: [s]\n    schedule:\n      cron: '{}'\n      timezone: '{zone}'\n      concurrency: {concurrency}\n",
+            cron.replace('\'', "''")
+        );
+        if with_max {
+            text.push_str("      max_concurrent: 2\n");
+        }
+        if with_deadline {
+            text.push_str("      starting_deadline: 5s\n");
+        }
+        for form in [text.clone(), format!("processes:\n  s:\n    command: [s]\n    schedule: '{}'\n", cron.replace('\'', "''"))] {
+            match parse_str(&form, "fuzz.yaml", &Env::from_pairs([("TZ", "Asia/Tokyo")])) {
+                Ok(c) => {
+                    let yaml = to_yaml(&c);
+                    let back = parse_str(&yaml, "rendered.yaml", &Env::default());
+                    prop_assert_eq!(back.as_ref().ok(), Some(&c), "rendered:\n{}", yaml);
+                }
+                Err(e) => prop_assert!(!e.errors.is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let text = String::from_utf8_lossy(&bytes);

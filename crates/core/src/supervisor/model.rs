@@ -246,7 +246,9 @@ impl Process {
             phpeek_config::InitialState::Started => cfg.scale,
             phpeek_config::InitialState::Stopped => 0,
         };
-        let schedule = cfg.schedule.as_ref().map(|s| ScheduleState::new(&name, s));
+        let schedule = cfg.schedule.as_ref().map(|s| {
+            ScheduleState::new(&name, s, cfg.initial_state == phpeek_config::InitialState::Stopped)
+        });
         let history = cfg
             .schedule
             .as_ref()

@@ -193,7 +193,7 @@ impl<E: Effects> Supervisor<E> {
                 p.schedule = cfg
                     .schedule
                     .as_ref()
-                    .map(|s| crate::workloads::schedule::ScheduleState::new(name, s));
+                    .map(|s| crate::workloads::schedule::ScheduleState::new(name, s, false));
                 if let Some(s) = &cfg.schedule {
                     Arc::make_mut(&mut p.history).set_capacity(s.history);
                 }

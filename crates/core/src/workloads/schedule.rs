@@ -14,11 +14,9 @@
 //!   so a clock change is noticed within that time; there is no polling
 //!   loop otherwise.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use croner::parser::{CronParser, Seconds};
 use croner::Cron;
 use phpeek_config::Concurrency;
 
@@ -44,13 +42,12 @@ impl CronSpec {
     /// The config loader already checked both; an error here is reported,
     /// never a panic.
     pub(crate) fn parse(pattern: &str, timezone: &str) -> Result<CronSpec, String> {
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
+        // The loader's parser: the scheduler reads exactly what it accepted.
+        let cron = phpeek_config::cron_parser()
             .parse(pattern)
             .map_err(|e| format!("bad cron `{pattern}`: {e}"))?;
-        let tz = chrono_tz::Tz::from_str(timezone)
-            .map_err(|_| format!("unknown time zone `{timezone}`"))?;
+        let tz = phpeek_config::zone_by_name(timezone)
+            .ok_or_else(|| format!("unknown time zone `{timezone}`"))?;
         Ok(CronSpec { cron, tz })
     }
 
@@ -190,7 +187,9 @@ pub(crate) struct ScheduleState {
 }
 
 impl ScheduleState {
-    pub(crate) fn new(process: &str, s: &phpeek_config::Schedule) -> Self {
+    /// `stopped`: `initial_state: stopped` (starts suspended, as after a
+    /// `stop`).
+    pub(crate) fn new(process: &str, s: &phpeek_config::Schedule, stopped: bool) -> Self {
         let spec = match CronSpec::parse(&s.cron, &s.timezone) {
             Ok(spec) => Some(spec),
             Err(e) => {
@@ -202,7 +201,7 @@ impl ScheduleState {
             spec,
             next: None,
             last_wake: DateTime::<Utc>::MIN_UTC,
-            suspended: s.suspended,
+            suspended: s.suspended || stopped,
             missed: 0,
             deferred_until: None,
             replace_pending: None,

@@ -31,6 +31,9 @@
 mod policy;
 mod windows;
 
+#[cfg(test)]
+mod tests;
+
 pub use policy::{
     decide, Behavior, Decision, Input, LimitedBy, MetricDesire, PolicyConfig, PolicyState, Sample,
     SampleError, Step, StepRow, Target, DEFAULT_TOLERANCE, FALLBACK_AFTER,

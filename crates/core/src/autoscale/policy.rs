@@ -11,7 +11,10 @@
 //! - A failed sample never causes a scale-down: with any failed metric,
 //!   `desired >= min(current, effective max)`. The one exception is the
 //!   configured `fallback`, applied after [`FALLBACK_AFTER`] intervals in a
-//!   row in which every metric failed.
+//!   row in which every metric failed. An interval that holds because of a
+//!   failure records no recommendation (the HPA skips it too); the fallback
+//!   is a recommendation like any other (no tolerance, but stabilization
+//!   and rate limits apply).
 //! - Stabilization is the HPA's: each direction keeps the recommendations
 //!   of its window; the count rises only to the lowest recommendation of the
 //!   up window and falls only to the highest of the down window. A

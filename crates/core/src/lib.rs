@@ -34,6 +34,7 @@
 //! log readers, API), a few spawner threads (`spawn.rs`: clone + exec
 //! without allocating in the child) and one log writer thread (`logs.rs`).
 
+pub mod autoscale;
 pub mod backoff;
 mod effects;
 pub mod health;

@@ -27,8 +27,8 @@ use crate::logs::{LogHub, LogRing, Stream};
 use crate::registry::ChildRegistry;
 use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
 use crate::supervisor::{HookReport, InstanceRef, Msg, ProbeReport, SpawnReport, Timer};
-use crate::workloads::hooks::{run_hooks, HookJob, HookKit};
 use crate::timers::Timers;
+use crate::workloads::hooks::{run_hooks, HookJob, HookKit};
 
 #[cfg(test)]
 pub(crate) mod fake;

@@ -12,7 +12,10 @@ use crate::client::{Client, Failure};
 pub async fn run(client: &Client, name: &str) -> Result<(), Failure> {
     let answer: RunResponse = client.post(&format!("/processes/{name}/run"), None).await?;
     if answer.instances.is_empty() {
-        println!("{}: {} (once the running one stopped)", answer.process, answer.message);
+        println!(
+            "{}: {} (once the running one stopped)",
+            answer.process, answer.message
+        );
     } else {
         println!(
             "{}: {} ({})",
@@ -28,7 +31,10 @@ pub async fn run(client: &Client, name: &str) -> Result<(), Failure> {
 pub async fn runs(client: &Client, name: &str, json: bool) -> Result<(), Failure> {
     if json {
         let list: Value = client.get(&format!("/processes/{name}/runs")).await?;
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
         return Ok(());
     }
     let list: Vec<RunInfo> = client.get(&format!("/processes/{name}/runs")).await?;
@@ -94,7 +100,8 @@ pub fn runs_table(list: &[RunInfo], now: SystemTime) -> String {
             vec![
                 r.instance.clone(),
                 when(r.started_at, now),
-                r.duration_ms.map_or("-".into(), |ms| format!("{:.3}s", ms as f64 / 1000.0)),
+                r.duration_ms
+                    .map_or("-".into(), |ms| format!("{:.3}s", ms as f64 / 1000.0)),
                 r.exit_code.map_or("-".into(), |c| c.to_string()),
                 r.result.as_str().to_string(),
                 r.trigger.as_str().to_string(),
@@ -103,7 +110,15 @@ pub fn runs_table(list: &[RunInfo], now: SystemTime) -> String {
         })
         .collect();
     table(
-        &["INSTANCE", "STARTED", "DURATION", "EXIT", "RESULT", "TRIGGER", "LAST LINE"],
+        &[
+            "INSTANCE",
+            "STARTED",
+            "DURATION",
+            "EXIT",
+            "RESULT",
+            "TRIGGER",
+            "LAST LINE",
+        ],
         &rows,
     )
 }
@@ -144,7 +159,9 @@ pub fn summary(processes: &[ProcessInfo], now: SystemTime) -> String {
     if !schedules.is_empty() {
         out.push('\n');
         out.push_str(&table(
-            &["SCHEDULE", "CRON", "ZONE", "NEXT RUN", "LAST RUN", "RUNNING", "MISSED"],
+            &[
+                "SCHEDULE", "CRON", "ZONE", "NEXT RUN", "LAST RUN", "RUNNING", "MISSED",
+            ],
             &schedules,
         ));
     }
@@ -155,7 +172,13 @@ pub fn summary(processes: &[ProcessInfo], now: SystemTime) -> String {
             let codes: Vec<String> = p
                 .instances
                 .iter()
-                .map(|i| format!("{}={}", i.name, i.last_exit_code.map_or("-".into(), |c| c.to_string())))
+                .map(|i| {
+                    format!(
+                        "{}={}",
+                        i.name,
+                        i.last_exit_code.map_or("-".into(), |c| c.to_string())
+                    )
+                })
                 .collect();
             vec![
                 p.name.clone(),
@@ -167,7 +190,10 @@ pub fn summary(processes: &[ProcessInfo], now: SystemTime) -> String {
         .collect();
     if !oneshots.is_empty() {
         out.push('\n');
-        out.push_str(&table(&["ONE-SHOT", "STATE", "EXIT CODES", "REASON"], &oneshots));
+        out.push_str(&table(
+            &["ONE-SHOT", "STATE", "EXIT CODES", "REASON"],
+            &oneshots,
+        ));
     }
     out
 }
@@ -196,7 +222,10 @@ mod tests {
         let t = runs_table(&list, at(1060));
         assert!(t.starts_with("INSTANCE"), "{t}");
         assert!(t.contains("report-1  60s ago"), "{t}");
-        assert!(t.contains("2.000s") && t.contains("success") && t.contains("done"), "{t}");
+        assert!(
+            t.contains("2.000s") && t.contains("success") && t.contains("done"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -209,7 +209,10 @@ async fn refresh(client: &Client, model: &mut Model) -> Result<(), Failure> {
     }
     let mut desired = BTreeMap::new();
     let mut notes = BTreeMap::new();
-    match client.get::<Vec<ProcessInfo>>("/processes?view=processes").await {
+    match client
+        .get::<Vec<ProcessInfo>>("/processes?view=processes")
+        .await
+    {
         Ok(list) => {
             for p in &list {
                 desired.insert(p.name.clone(), u64::from(p.desired));

@@ -38,7 +38,12 @@ fn a_oneshot_gates_a_longrun_until_it_completed() {
     let end = stamps(&m.path("migrate.end"));
     let start = stamps(&m.path("app.start"));
     assert_eq!((end.len(), start.len()), (1, 1));
-    assert!(start[0] > end[0], "app started at {} before migrate ended at {}", start[0], end[0]);
+    assert!(
+        start[0] > end[0],
+        "app started at {} before migrate ended at {}",
+        start[0],
+        end[0]
+    );
     let migrate = m.process("migrate");
     assert_eq!(migrate.state, ProcessState::Completed);
     assert_eq!(migrate.kind, "oneshot");
@@ -49,7 +54,10 @@ fn a_oneshot_gates_a_longrun_until_it_completed() {
     assert_eq!(status, 200, "{body}");
     let r = runs(&mut m, "migrate");
     assert_eq!(r.len(), 1);
-    assert_eq!((r[0].result, r[0].trigger), (RunResult::Success, RunTrigger::Start));
+    assert_eq!(
+        (r[0].result, r[0].trigger),
+        (RunResult::Success, RunTrigger::Start)
+    );
 }
 
 #[test]
@@ -71,7 +79,11 @@ processes:
     let app = m.wait_process("app", |p| p.state == ProcessState::Failed);
     let why = app.reason.unwrap_or_default();
     assert!(why.contains("migrate-1"), "{why}");
-    assert_eq!(read(&m.path("tries")).lines().count(), 3, "the run and 2 retries");
+    assert_eq!(
+        read(&m.path("tries")).lines().count(),
+        3,
+        "the run and 2 retries"
+    );
     assert!(!m.path("app.ran").exists());
     let migrate = m.process("migrate");
     assert_eq!(migrate.instances[0].state, InstanceState::Failed);
@@ -127,10 +139,15 @@ fn a_per_second_schedule_runs_once_per_tick() {
     let p = m.process("tick");
     assert_eq!(p.state, ProcessState::Scheduled);
     let sched = p.schedule.expect("a schedule object");
-    assert_eq!((sched.cron.as_str(), sched.timezone.as_str()), ("*/1 * * * * *", "UTC"));
+    assert_eq!(
+        (sched.cron.as_str(), sched.timezone.as_str()),
+        ("*/1 * * * * *", "UTC")
+    );
     assert!(sched.next_run.is_some());
     let path = m.path("runs");
-    wait_for("6 runs", DEADLINE, || (stamps(&path).len() >= 6).then_some(()));
+    wait_for("6 runs", DEADLINE, || {
+        (stamps(&path).len() >= 6).then_some(())
+    });
     let s = stamps(&path);
     // Once per tick: every run in a second of its own, none doubled.
     let seconds: Vec<u128> = s.iter().map(|t| t / 1_000_000_000).collect();
@@ -161,7 +178,9 @@ fn forbid_skips_ticks_while_a_run_is_going() {
 "#
     );
     let mut m = Manager::start(&yaml);
-    let p = m.wait_process("slow", |p| p.schedule.as_ref().is_some_and(|s| s.missed >= 2));
+    let p = m.wait_process("slow", |p| {
+        p.schedule.as_ref().is_some_and(|s| s.missed >= 2)
+    });
     assert!(p.instances.len() <= 1, "{p:?}");
     // Never two runs at once: starts and ends alternate.
     let log = read(&m.path("log"));
@@ -192,7 +211,9 @@ fn allow_runs_up_to_max_concurrent() {
     let mut names: Vec<&str> = p.instances.iter().map(|i| i.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["par-1", "par-2"]);
-    m.wait_process("par", |p| p.schedule.as_ref().is_some_and(|s| s.missed >= 1));
+    m.wait_process("par", |p| {
+        p.schedule.as_ref().is_some_and(|s| s.missed >= 1)
+    });
     for _ in 0..5 {
         let p = m.process("par");
         assert!(p.instances.len() <= 2, "{p:?}");
@@ -244,10 +265,14 @@ fn a_run_past_its_timeout_is_stopped_with_its_group() {
         read(&child_file).trim().parse().ok()
     });
     let r = wait_for("a timed-out run", DEADLINE, || {
-        runs(&mut m, "hang").into_iter().find(|r| r.result == RunResult::Timeout)
+        runs(&mut m, "hang")
+            .into_iter()
+            .find(|r| r.result == RunResult::Timeout)
     });
     assert_eq!(r.trigger, RunTrigger::Manual);
-    wait_for("the grandchild gone", DEADLINE, || (!alive(child)).then_some(()));
+    wait_for("the grandchild gone", DEADLINE, || {
+        (!alive(child)).then_some(())
+    });
 }
 
 #[test]
@@ -283,12 +308,20 @@ fn run_and_runs_by_cli_and_suspend_resume_by_api() {
     let table = run_cli(&["runs", "job"], &dir, &env, &[]);
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(table.stdout.starts_with("INSTANCE"), "{}", table.stdout);
-    assert!(table.stdout.contains("success") && table.stdout.contains("manual"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("success") && table.stdout.contains("manual"),
+        "{}",
+        table.stdout
+    );
     let json = run_cli(&["runs", "job", "--json"], &dir, &env, &[]);
     let list: Vec<RunInfo> = decode(&json.stdout);
     assert_eq!(list.len(), 2);
     let status = run_cli(&["status"], &dir, &env, &[]);
-    assert!(status.stdout.contains("SCHEDULE") && status.stdout.contains("Europe/Amsterdam"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("SCHEDULE") && status.stdout.contains("Europe/Amsterdam"),
+        "{}",
+        status.stdout
+    );
     // stop suspends, start resumes.
     let (code, body) = m.post("/api/v1/processes/job/stop", "");
     assert_eq!(code, 202, "{body}");
@@ -313,12 +346,17 @@ fn schedule_metrics_are_exported() {
     );
     let mut m = Manager::start(&yaml);
     wait_for("a finished run", DEADLINE, || {
-        runs(&mut m, "tick").iter().any(|r| r.result == RunResult::Success).then_some(())
+        runs(&mut m, "tick")
+            .iter()
+            .any(|r| r.result == RunResult::Success)
+            .then_some(())
     });
     let url = m.metrics_url();
     let text = wait_for("schedule metrics", DEADLINE, || {
         let r = try_send("GET", &url, None, &[]).ok()?;
-        r.body.contains("phpeek_pm_schedule_runs_total{name=\"tick\",result=\"success\"}").then_some(r.body)
+        r.body
+            .contains("phpeek_pm_schedule_runs_total{name=\"tick\",result=\"success\"}")
+            .then_some(r.body)
     });
     for metric in [
         "phpeek_pm_schedule_missed_total{name=\"tick\"}",
@@ -351,7 +389,9 @@ processes:
     let mut m = Manager::start(&yaml);
     m.wait_running("web", 1);
     let order = m.path("order");
-    wait_for("web started", DEADLINE, || read(&order).contains("web-start").then_some(()));
+    wait_for("web started", DEADLINE, || {
+        read(&order).contains("web-start").then_some(())
+    });
     m.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(m.wait_exit(DEADLINE), 0);
     let got: Vec<String> = read(&order).lines().map(str::to_string).collect();
@@ -387,7 +427,11 @@ processes:
     assert!(!m.path("web.ran").exists(), "web must not start");
     let err = m.stderr();
     assert!(err.contains("pre_start"), "{err}");
-    assert_eq!(err.matches("[global:pre_start] nope").count(), 2, "tried twice:\n{err}");
+    assert_eq!(
+        err.matches("[global:pre_start] nope").count(),
+        2,
+        "tried twice:\n{err}"
+    );
 }
 
 #[test]
@@ -410,7 +454,9 @@ fn a_pre_start_hook_past_its_timeout_is_a_start_failure() {
     let text = wait_for("hook metrics", DEADLINE, || {
         let r = try_send("GET", &url, None, &[]).ok()?;
         r.body
-            .contains("phpeek_pm_hook_runs_total{name=\"web\",hook=\"pre_start\",result=\"timeout\"}")
+            .contains(
+                "phpeek_pm_hook_runs_total{name=\"web\",hook=\"pre_start\",result=\"timeout\"}",
+            )
             .then_some(r.body)
     });
     assert!(text.contains("phpeek_pm_hook_runs_total"), "{text}");

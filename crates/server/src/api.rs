@@ -14,9 +14,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
-    ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LogLine,
-    LastRun, LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse,
-    RunInfo, RunResponse, RunResult, RunTrigger, ScaleResponse, ScheduleInfo,
+    ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LastRun, LogLine,
+    LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, RunInfo,
+    RunResponse, RunResult, RunTrigger, ScaleResponse, ScheduleInfo,
 };
 use serde::Deserialize;
 use utoipa::OpenApi;

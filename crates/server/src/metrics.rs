@@ -71,7 +71,15 @@ struct HookLabels {
 /// run durations; the endpoint only encodes them).
 #[derive(Debug, Default)]
 struct CountedHistogram {
-    inner: std::sync::Mutex<(f64, u64, Vec<(f64, u64)>)>,
+    inner: std::sync::Mutex<Counted>,
+}
+
+/// Sum, count, and (upper bound, count in that bucket) pairs.
+#[derive(Debug, Default)]
+struct Counted {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
 }
 
 impl CountedHistogram {
@@ -84,7 +92,11 @@ impl CountedHistogram {
             below = *c;
         }
         per_bucket.push((f64::INFINITY, count.saturating_sub(below)));
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = (sum, count, per_bucket);
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Counted {
+            sum,
+            count,
+            buckets: per_bucket,
+        };
     }
 }
 
@@ -98,9 +110,9 @@ impl prometheus_client::encoding::EncodeMetric for CountedHistogram {
         &self,
         mut encoder: prometheus_client::encoding::MetricEncoder,
     ) -> Result<(), std::fmt::Error> {
-        let (sum, count, buckets) = &*self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            *sum, *count, buckets, None,
+            c.sum, c.count, &c.buckets, None,
         )
     }
 
@@ -195,10 +207,14 @@ pub fn render(
                 .get_or_create(&pl)
                 .set(i64::try_from(p.runs_going.len()).unwrap_or(i64::MAX));
             if let Some(r) = p.last_run() {
-                schedule_last_run.get_or_create(&pl).set(unix_seconds(r.started_at));
+                schedule_last_run
+                    .get_or_create(&pl)
+                    .set(unix_seconds(r.started_at));
             }
             if let Some(t) = stats.last_success {
-                schedule_last_success.get_or_create(&pl).set(unix_seconds(t));
+                schedule_last_success
+                    .get_or_create(&pl)
+                    .set(unix_seconds(t));
             }
             if let Some(t) = sched.next_run {
                 schedule_next_run.get_or_create(&pl).set(unix_seconds(t));
@@ -208,9 +224,11 @@ pub fn render(
                 .copied()
                 .zip(stats.buckets.iter().copied())
                 .collect();
-            schedule_duration
-                .get_or_create(&pl)
-                .set(stats.duration_sum, stats.finished(), &cumulative);
+            schedule_duration.get_or_create(&pl).set(
+                stats.duration_sum,
+                stats.finished(),
+                &cumulative,
+            );
         }
         for i in &p.instances {
             let il = InstanceLabels {

@@ -128,11 +128,9 @@ impl<E: Effects> Supervisor<E> {
             match action {
                 Action::Start => self.resume_schedule(&pname),
                 Action::Stop => self.suspend_schedule(&pname),
-                Action::Restart => {
-                    return Err(CommandError::BadRequest(format!(
-                        "`{pname}` is scheduled: use run (run now), stop (suspend) or start (resume)"
-                    )))
-                }
+                Action::Restart => return Err(CommandError::BadRequest(format!(
+                    "`{pname}` is scheduled: use run (run now), stop (suspend) or start (resume)"
+                ))),
             }
             return Ok(ActionDone {
                 process: name.to_string(),

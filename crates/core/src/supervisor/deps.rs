@@ -98,7 +98,10 @@ pub(crate) fn dependency_status(d: Option<&Process>, condition: DependencyCondit
         DependencyCondition::Started if d.cfg.is_oneshot() => all(&|r| {
             matches!(
                 r,
-                RunState::Running(_) | RunState::Stopping(_) | RunState::Completed | RunState::Failed
+                RunState::Running(_)
+                    | RunState::Stopping(_)
+                    | RunState::Completed
+                    | RunState::Failed
             )
         }),
         DependencyCondition::Started => all(&|r| matches!(r, RunState::Running(_))),
@@ -110,7 +113,10 @@ pub(crate) fn dependency_status(d: Option<&Process>, condition: DependencyCondit
             all(&|r| matches!(r, RunState::Completed | RunState::Failed))
         }
         DependencyCondition::CompletedSuccessfully => {
-            if let Some(i) = wanted().flatten().find(|i| matches!(i.run, RunState::Failed)) {
+            if let Some(i) = wanted()
+                .flatten()
+                .find(|i| matches!(i.run, RunState::Failed))
+            {
                 let why = i.reason.as_deref().unwrap_or("failed");
                 return DepStatus::Impossible(format!(
                     "dependency {} failed ({why}); it had to complete successfully",

@@ -293,7 +293,9 @@ impl<E: Effects> Supervisor<E> {
                 if outcome.ok {
                     self.spawn_now(&at.process, at.number);
                 } else {
-                    let why = outcome.detail.unwrap_or_else(|| "pre_start hook failed".into());
+                    let why = outcome
+                        .detail
+                        .unwrap_or_else(|| "pre_start hook failed".into());
                     self.start_failed(&at.process, at.number, why);
                 }
             }

@@ -16,9 +16,9 @@ use phpeek_config::Config;
 use tokio::sync::oneshot;
 
 use crate::health::ProbeResult;
-use crate::workloads::hooks::{HookOutcome, HookOwner, HookPoint};
 use crate::registry::ExitStatus;
 use crate::spawn::Spawned;
+use crate::workloads::hooks::{HookOutcome, HookOwner, HookPoint};
 
 /// The answer to a scale request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -91,7 +91,14 @@ pub(crate) struct Supervisor<E: Effects> {
     /// Hook lists running now (the manager exits only once none is).
     hooks_in_flight: u32,
     /// Hook attempts by process (empty: global), point and result.
-    hook_counts: BTreeMap<(Arc<str>, crate::workloads::hooks::HookPoint, phpeek_wire::RunResult), u64>,
+    hook_counts: BTreeMap<
+        (
+            Arc<str>,
+            crate::workloads::hooks::HookPoint,
+            phpeek_wire::RunResult,
+        ),
+        u64,
+    >,
     /// The exit code a cause other than the processes' ends decided (a
     /// one-shot with `on_failure: shutdown`, a failed global `pre_start`).
     exit_override: Option<i32>,
@@ -294,12 +301,14 @@ impl<E: Effects> Supervisor<E> {
         let hook_runs = self
             .hook_counts
             .iter()
-            .map(|((process, point, result), count)| crate::snapshot::HookCount {
-                process: Arc::clone(process),
-                hook: point.as_str(),
-                result: result.as_str(),
-                count: *count,
-            })
+            .map(
+                |((process, point, result), count)| crate::snapshot::HookCount {
+                    process: Arc::clone(process),
+                    hook: point.as_str(),
+                    result: result.as_str(),
+                    count: *count,
+                },
+            )
             .collect();
         let snap = Snapshot {
             processes,

@@ -247,7 +247,11 @@ impl Process {
             phpeek_config::InitialState::Stopped => 0,
         };
         let schedule = cfg.schedule.as_ref().map(|s| {
-            ScheduleState::new(&name, s, cfg.initial_state == phpeek_config::InitialState::Stopped)
+            ScheduleState::new(
+                &name,
+                s,
+                cfg.initial_state == phpeek_config::InitialState::Stopped,
+            )
         });
         let history = cfg
             .schedule
@@ -282,7 +286,9 @@ impl Process {
 
     /// The lowest instance number not in use.
     pub(crate) fn free_number(&self) -> u32 {
-        (1..).find(|n| !self.instances.contains_key(n)).unwrap_or(u32::MAX)
+        (1..)
+            .find(|n| !self.instances.contains_key(n))
+            .unwrap_or(u32::MAX)
     }
 
     /// The number of instances reconciling aims at.

@@ -74,7 +74,12 @@ pub(super) fn runs_going(p: &Process) -> Vec<RunRecord> {
 }
 
 /// The record of a run that just ended.
-fn finished_record(inst: &Instance, result: RunResult, code: Option<i32>, now: SystemTime) -> RunRecord {
+fn finished_record(
+    inst: &Instance,
+    result: RunResult,
+    code: Option<i32>,
+    now: SystemTime,
+) -> RunRecord {
     let started = inst.started_at.unwrap_or(now);
     RunRecord {
         instance: Arc::clone(&inst.name),
@@ -340,7 +345,10 @@ impl<E: Effects> Supervisor<E> {
         let fire = match wake {
             Wake::Fire { missed, next } => {
                 if missed > 0 {
-                    tracing::warn!(process = pname, "`{pname}`: the clock jumped over {missed} ticks; running once");
+                    tracing::warn!(
+                        process = pname,
+                        "`{pname}`: the clock jumped over {missed} ticks; running once"
+                    );
                 }
                 state.missed += missed;
                 state.next = next;
@@ -384,19 +392,28 @@ impl<E: Effects> Supervisor<E> {
             state.missed += 1;
             return;
         }
-        match decide_tick(cfg.concurrency, going, cfg.max_concurrent, cfg.starting_deadline) {
+        match decide_tick(
+            cfg.concurrency,
+            going,
+            cfg.max_concurrent,
+            cfg.starting_deadline,
+        ) {
             TickAction::Start => {
                 self.start_run(pname, trigger);
             }
             TickAction::Skip => {
                 state.missed += 1;
-                tracing::info!(process = pname, "`{pname}`: a run is still going; tick skipped");
+                tracing::info!(
+                    process = pname,
+                    "`{pname}`: a run is still going; tick skipped"
+                );
             }
             TickAction::Defer => {
                 if state.deferred_until.is_some() {
                     state.missed += 1;
                 }
-                let deadline = chrono::Duration::from_std(cfg.starting_deadline).unwrap_or_default();
+                let deadline =
+                    chrono::Duration::from_std(cfg.starting_deadline).unwrap_or_default();
                 state.deferred_until = Some(now + deadline);
             }
             TickAction::Replace => {
@@ -414,7 +431,11 @@ impl<E: Effects> Supervisor<E> {
         inst.trigger = trigger;
         let name = inst.name.to_string();
         p.instances.insert(n, inst);
-        tracing::info!(process = pname, "`{pname}`: starting run {name} ({})", trigger.as_str());
+        tracing::info!(
+            process = pname,
+            "`{pname}`: starting run {name} ({})",
+            trigger.as_str()
+        );
         self.spawn_instance(pname, n);
         Some(name)
     }
@@ -436,7 +457,11 @@ impl<E: Effects> Supervisor<E> {
 
     /// `stop` on a scheduled process: suspend and stop the runs.
     pub(super) fn suspend_schedule(&mut self, pname: &str) {
-        if let Some(state) = self.processes.get_mut(pname).and_then(|p| p.schedule.as_mut()) {
+        if let Some(state) = self
+            .processes
+            .get_mut(pname)
+            .and_then(|p| p.schedule.as_mut())
+        {
             state.suspended = true;
             state.gen += 1;
             state.deferred_until = None;
@@ -448,7 +473,11 @@ impl<E: Effects> Supervisor<E> {
 
     /// `start` on a scheduled process: resume.
     pub(super) fn resume_schedule(&mut self, pname: &str) {
-        let Some(state) = self.processes.get_mut(pname).and_then(|p| p.schedule.as_mut()) else {
+        let Some(state) = self
+            .processes
+            .get_mut(pname)
+            .and_then(|p| p.schedule.as_mut())
+        else {
             return;
         };
         if state.suspended {
@@ -494,26 +523,34 @@ impl<E: Effects> Supervisor<E> {
                 )));
             }
             let going = p.runs_going();
-            let instances = match decide_tick(cfg.concurrency, going, cfg.max_concurrent, Duration::ZERO) {
-                TickAction::Start => self.start_run(name, RunTrigger::Manual).into_iter().collect(),
-                TickAction::Replace => {
-                    if let Some(state) = self.processes.get_mut(name).and_then(|p| p.schedule.as_mut()) {
-                        state.replace_pending = Some(RunTrigger::Manual);
+            let instances =
+                match decide_tick(cfg.concurrency, going, cfg.max_concurrent, Duration::ZERO) {
+                    TickAction::Start => self
+                        .start_run(name, RunTrigger::Manual)
+                        .into_iter()
+                        .collect(),
+                    TickAction::Replace => {
+                        if let Some(state) = self
+                            .processes
+                            .get_mut(name)
+                            .and_then(|p| p.schedule.as_mut())
+                        {
+                            state.replace_pending = Some(RunTrigger::Manual);
+                        }
+                        self.stop_runs(name);
+                        Vec::new()
                     }
-                    self.stop_runs(name);
-                    Vec::new()
-                }
-                TickAction::Skip | TickAction::Defer => {
-                    let why = match cfg.concurrency {
-                        Concurrency::Allow => format!(
-                            "`{name}` already has {going} runs going (max_concurrent: {})",
-                            cfg.max_concurrent
-                        ),
-                        _ => format!("a run of `{name}` is going (concurrency: forbid)"),
-                    };
-                    return Err(CommandError::Conflict(why));
-                }
-            };
+                    TickAction::Skip | TickAction::Defer => {
+                        let why = match cfg.concurrency {
+                            Concurrency::Allow => format!(
+                                "`{name}` already has {going} runs going (max_concurrent: {})",
+                                cfg.max_concurrent
+                            ),
+                            _ => format!("a run of `{name}` is going (concurrency: forbid)"),
+                        };
+                        return Err(CommandError::Conflict(why));
+                    }
+                };
             return Ok(RunStarted {
                 process: name.to_string(),
                 instances,

@@ -16,11 +16,11 @@ use phpeek_config::{expand_instance_vars, InstanceVars};
 use super::messages::{InstanceRef, SpawnReport};
 use super::model::{Instance, Intent, Live, Process, RunState};
 use super::restarts::RunEnd;
-use crate::workloads::hooks::HookPoint;
-use crate::workloads::oneshot::OneshotEnd;
 use super::{Effects, Supervisor};
 use crate::snapshot::RestartReason;
 use crate::spawn::SpawnSpec;
+use crate::workloads::hooks::HookPoint;
+use crate::workloads::oneshot::OneshotEnd;
 
 /// The per-instance variables of instance `inst` of `p`, for its definition.
 pub(super) fn instance_vars<'a>(p: &'a Process, inst: &'a Instance) -> InstanceVars<'a> {
@@ -130,11 +130,20 @@ impl<E: Effects> Supervisor<E> {
         };
         tracing::error!(instance = %inst.name, "{}: {why}", inst.name);
         inst.last_exit_code = None;
-        let kind = self.processes.get(pname).map(|p| (p.cfg.is_oneshot(), p.is_scheduled()));
+        let kind = self
+            .processes
+            .get(pname)
+            .map(|p| (p.cfg.is_oneshot(), p.is_scheduled()));
         match kind {
             Some((_, true)) => self.end_scheduled_run(pname, n, None, why),
             Some((true, false)) => self.after_oneshot(pname, n, OneshotEnd::SpawnFailed, why),
-            _ => self.after_run(pname, n, RunEnd::SpawnFailed, std::time::Duration::ZERO, why),
+            _ => self.after_run(
+                pname,
+                n,
+                RunEnd::SpawnFailed,
+                std::time::Duration::ZERO,
+                why,
+            ),
         }
     }
 

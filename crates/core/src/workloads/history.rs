@@ -159,7 +159,10 @@ mod tests {
         h.push(run(RunResult::Timeout, 400));
         assert_eq!(h.runs.len(), 2);
         assert_eq!(h.runs[0].result, RunResult::Failure);
-        assert_eq!((h.stats.success, h.stats.failure, h.stats.timeout), (1, 1, 1));
+        assert_eq!(
+            (h.stats.success, h.stats.failure, h.stats.timeout),
+            (1, 1, 1)
+        );
         // 1 s and 2 s are under the 5 s bound; 400 s is not.
         assert_eq!(h.stats.buckets[5], 2);
         assert_eq!(h.stats.buckets[RUN_DURATION_BUCKETS.len() - 1], 3);

@@ -52,7 +52,10 @@ impl HookPoint {
 pub(crate) enum HookOwner {
     Global,
     /// An instance's run started under `spawn_gen` `gen`.
-    Instance { at: InstanceRef, gen: u64 },
+    Instance {
+        at: InstanceRef,
+        gen: u64,
+    },
 }
 
 /// One hook, its command already expanded for its owner.
@@ -118,7 +121,10 @@ pub(crate) async fn run_hooks(kit: &HookKit, job: &HookJob) -> HookOutcome {
             last = detail;
             let left = cmd.retries - attempt;
             if left > 0 {
-                tracing::warn!("[{}] `{shown}` {last}; trying again ({left} left)", job.label);
+                tracing::warn!(
+                    "[{}] `{shown}` {last}; trying again ({left} left)",
+                    job.label
+                );
             }
         }
         if done {
@@ -162,12 +168,20 @@ async fn run_once(kit: &HookKit, job: &HookJob, cmd: &HookCommand) -> (RunResult
         }),
     };
     if kit.spawner.submit(spawn).is_err() {
-        return (RunResult::Failure, "could not start: spawner is gone".into());
+        return (
+            RunResult::Failure,
+            "could not start: spawner is gone".into(),
+        );
     }
     let (mut child, exit) = match started_rx.await {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => return (RunResult::Failure, format!("could not start: {e}")),
-        Err(_) => return (RunResult::Failure, "could not start: spawner is gone".into()),
+        Err(_) => {
+            return (
+                RunResult::Failure,
+                "could not start: spawner is gone".into(),
+            )
+        }
     };
     let ring = Arc::new(LogRing::default());
     let mut readers = Vec::new();
@@ -196,7 +210,10 @@ async fn run_once(kit: &HookKit, job: &HookJob, cmd: &HookCommand) -> (RunResult
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut exit).await;
             drain(readers).await;
             let took = phpeek_config::format_duration(cmd.timeout);
-            return (RunResult::Timeout, format!("did not finish within {took}; killed"));
+            return (
+                RunResult::Timeout,
+                format!("did not finish within {took}; killed"),
+            );
         }
     };
     // Leftovers of its group go with it, as for any instance.

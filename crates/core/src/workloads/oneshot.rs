@@ -40,9 +40,14 @@ pub(crate) struct OneshotOutcome {
 pub(crate) enum OneshotDecision {
     Completed,
     /// Run again after `delay`, as retry number `attempts`.
-    Retry { attempts: u32, delay: Duration },
+    Retry {
+        attempts: u32,
+        delay: Duration,
+    },
     /// Over for good; `gave_up` when retries ran out.
-    Failed { gave_up: bool },
+    Failed {
+        gave_up: bool,
+    },
 }
 
 pub(crate) fn decide_oneshot_end(o: OneshotOutcome) -> OneshotDecision {
@@ -90,7 +95,12 @@ mod tests {
 
     #[test]
     fn never_fails_at_the_first_error() {
-        let d = decide_oneshot_end(outcome(OneshotEnd::Exited(Some(3)), RestartPolicy::Never, 0, 3));
+        let d = decide_oneshot_end(outcome(
+            OneshotEnd::Exited(Some(3)),
+            RestartPolicy::Never,
+            0,
+            3,
+        ));
         assert_eq!(d, OneshotDecision::Failed { gave_up: false });
     }
 
@@ -121,13 +131,25 @@ mod tests {
 
     #[test]
     fn a_timeout_is_not_retried() {
-        let d = decide_oneshot_end(outcome(OneshotEnd::TimedOut, RestartPolicy::OnFailure, 0, 0));
+        let d = decide_oneshot_end(outcome(
+            OneshotEnd::TimedOut,
+            RestartPolicy::OnFailure,
+            0,
+            0,
+        ));
         assert_eq!(d, OneshotDecision::Failed { gave_up: false });
     }
 
     #[test]
     fn a_spawn_failure_waits_at_least_a_second() {
-        let d = decide_oneshot_end(outcome(OneshotEnd::SpawnFailed, RestartPolicy::OnFailure, 0, 0));
-        assert!(matches!(d, OneshotDecision::Retry { delay, .. } if delay >= Duration::from_secs(1)));
+        let d = decide_oneshot_end(outcome(
+            OneshotEnd::SpawnFailed,
+            RestartPolicy::OnFailure,
+            0,
+            0,
+        ));
+        assert!(
+            matches!(d, OneshotDecision::Retry { delay, .. } if delay >= Duration::from_secs(1))
+        );
     }
 }

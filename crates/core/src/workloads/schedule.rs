@@ -242,15 +242,36 @@ mod tests {
     #[test]
     fn five_and_six_fields_and_aliases() {
         let t = at("2026-03-10T10:15:30Z");
-        assert_eq!(utc("* * * * *").next_after(t), Some(at("2026-03-10T10:16:00Z")));
-        assert_eq!(utc("*/10 * * * * *").next_after(t), Some(at("2026-03-10T10:15:40Z")));
-        assert_eq!(utc("@hourly").next_after(t), Some(at("2026-03-10T11:00:00Z")));
-        assert_eq!(utc("@daily").next_after(t), Some(at("2026-03-11T00:00:00Z")));
+        assert_eq!(
+            utc("* * * * *").next_after(t),
+            Some(at("2026-03-10T10:16:00Z"))
+        );
+        assert_eq!(
+            utc("*/10 * * * * *").next_after(t),
+            Some(at("2026-03-10T10:15:40Z"))
+        );
+        assert_eq!(
+            utc("@hourly").next_after(t),
+            Some(at("2026-03-10T11:00:00Z"))
+        );
+        assert_eq!(
+            utc("@daily").next_after(t),
+            Some(at("2026-03-11T00:00:00Z"))
+        );
         // The last day of the month, the second Tuesday, the weekday
         // nearest the 15th (2026-03-15 is a Sunday: Monday the 16th).
-        assert_eq!(utc("0 0 L * *").next_after(t), Some(at("2026-03-31T00:00:00Z")));
-        assert_eq!(utc("0 0 * * 2#2").next_after(t), Some(at("2026-04-14T00:00:00Z")));
-        assert_eq!(utc("0 0 15W * *").next_after(t), Some(at("2026-03-16T00:00:00Z")));
+        assert_eq!(
+            utc("0 0 L * *").next_after(t),
+            Some(at("2026-03-31T00:00:00Z"))
+        );
+        assert_eq!(
+            utc("0 0 * * 2#2").next_after(t),
+            Some(at("2026-04-14T00:00:00Z"))
+        );
+        assert_eq!(
+            utc("0 0 15W * *").next_after(t),
+            Some(at("2026-03-16T00:00:00Z"))
+        );
     }
 
     #[test]
@@ -324,14 +345,21 @@ mod tests {
         // A hair early still fires, and the next tick is not the same one.
         let early = due - chrono::Duration::milliseconds(1);
         let w = on_wake(&spec, Some(due), at("2026-01-01T00:00:30Z"), early);
-        assert!(matches!(w, Wake::Fire { missed: 0, next: Some(n) } if n == at("2026-01-01T00:02:00Z")));
+        assert!(
+            matches!(w, Wake::Fire { missed: 0, next: Some(n) } if n == at("2026-01-01T00:02:00Z"))
+        );
     }
 
     #[test]
     fn an_early_wake_waits_for_the_same_tick() {
         let spec = utc("* * * * *");
         let due = at("2026-01-01T00:01:00Z");
-        let w = on_wake(&spec, Some(due), at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:30Z"));
+        let w = on_wake(
+            &spec,
+            Some(due),
+            at("2026-01-01T00:00:00Z"),
+            at("2026-01-01T00:00:30Z"),
+        );
         assert_eq!(w, Wake::Wait { next: Some(due) });
     }
 
@@ -355,20 +383,36 @@ mod tests {
     fn a_backward_jump_follows_the_wall_clock() {
         let spec = utc("0 * * * *");
         let due = at("2026-01-01T10:00:00Z");
-        let w = on_wake(&spec, Some(due), at("2026-01-01T09:59:00Z"), at("2026-01-01T07:10:00Z"));
-        assert_eq!(w, Wake::Wait { next: Some(at("2026-01-01T08:00:00Z")) });
+        let w = on_wake(
+            &spec,
+            Some(due),
+            at("2026-01-01T09:59:00Z"),
+            at("2026-01-01T07:10:00Z"),
+        );
+        assert_eq!(
+            w,
+            Wake::Wait {
+                next: Some(at("2026-01-01T08:00:00Z"))
+            }
+        );
     }
 
     #[test]
     fn sleeps_are_bounded() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single();
         let Some(now) = now else { panic!("valid date") };
-        assert_eq!(sleep_for(Some(now + chrono::Duration::hours(5)), now), MAX_SLEEP);
+        assert_eq!(
+            sleep_for(Some(now + chrono::Duration::hours(5)), now),
+            MAX_SLEEP
+        );
         assert_eq!(
             sleep_for(Some(now + chrono::Duration::milliseconds(250)), now),
             Duration::from_millis(250)
         );
-        assert_eq!(sleep_for(Some(now - chrono::Duration::seconds(1)), now), Duration::ZERO);
+        assert_eq!(
+            sleep_for(Some(now - chrono::Duration::seconds(1)), now),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -377,7 +421,10 @@ mod tests {
         let zero = Duration::ZERO;
         assert_eq!(decide_tick(Forbid, 0, 1, zero), TickAction::Start);
         assert_eq!(decide_tick(Forbid, 1, 1, zero), TickAction::Skip);
-        assert_eq!(decide_tick(Forbid, 1, 1, Duration::from_secs(5)), TickAction::Defer);
+        assert_eq!(
+            decide_tick(Forbid, 1, 1, Duration::from_secs(5)),
+            TickAction::Defer
+        );
         assert_eq!(decide_tick(Allow, 2, 3, zero), TickAction::Start);
         assert_eq!(decide_tick(Allow, 3, 3, zero), TickAction::Skip);
         assert_eq!(decide_tick(Replace, 1, 1, zero), TickAction::Replace);

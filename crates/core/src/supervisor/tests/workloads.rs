@@ -39,7 +39,10 @@ async fn a_oneshot_gates_its_dependent_until_it_completed() {
     assert_eq!(rig.spawns_of("migrate").len(), 1);
     let runs = rig.process("migrate").run_infos();
     assert_eq!(runs.len(), 1);
-    assert_eq!((runs[0].result, runs[0].exit_code), (RunResult::Success, Some(0)));
+    assert_eq!(
+        (runs[0].result, runs[0].exit_code),
+        (RunResult::Success, Some(0))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -168,7 +171,10 @@ async fn a_schedule_runs_once_per_tick_and_keeps_a_history() {
         rig.spawn_all();
         assert_eq!(rig.names("tick"), ["tick-1"]);
         rig.exit("tick-1", 0);
-        assert!(rig.names("tick").is_empty(), "a finished run leaves the table");
+        assert!(
+            rig.names("tick").is_empty(),
+            "a finished run leaves the table"
+        );
     }
     let p = rig.process("tick");
     assert_eq!(p.history.stats.success, 3);
@@ -205,7 +211,9 @@ async fn forbid_with_a_starting_deadline_starts_late_when_the_run_ends_in_time()
 
 #[tokio::test(start_paused = true)]
 async fn allow_runs_up_to_max_concurrent_with_the_lowest_free_numbers() {
-    let mut rig = Rig::new(&every_second("      concurrency: allow\n      max_concurrent: 2\n"));
+    let mut rig = Rig::new(&every_second(
+        "      concurrency: allow\n      max_concurrent: 2\n",
+    ));
     rig.advance(secs(1)).await;
     rig.spawn_all();
     rig.advance(secs(1)).await;
@@ -216,7 +224,11 @@ async fn allow_runs_up_to_max_concurrent_with_the_lowest_free_numbers() {
     rig.exit("tick-1", 0);
     rig.advance(secs(1)).await;
     rig.spawn_all();
-    assert_eq!(rig.names("tick"), ["tick-1", "tick-2"], "number 1 is free again");
+    assert_eq!(
+        rig.names("tick"),
+        ["tick-1", "tick-2"],
+        "number 1 is free again"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -227,14 +239,20 @@ async fn replace_stops_the_running_one_then_starts_anew() {
     let old = rig.pid("tick-1").unwrap();
     rig.advance(secs(1)).await;
     assert_eq!(rig.fx().signals_to(old), vec![sig_term()]);
-    assert_eq!(rig.spawns_of("tick").len(), 1, "not before the old one is gone");
+    assert_eq!(
+        rig.spawns_of("tick").len(),
+        1,
+        "not before the old one is gone"
+    );
     rig.obey();
     assert_eq!(rig.spawns_of("tick").len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_run_past_its_timeout_is_stopped_and_recorded() {
-    let mut rig = Rig::new(&every_second("      timeout: 500ms\n      concurrency: allow\n"));
+    let mut rig = Rig::new(&every_second(
+        "      timeout: 500ms\n      concurrency: allow\n",
+    ));
     rig.advance(secs(1)).await;
     rig.spawn_all();
     let pid = rig.pid("tick-1").unwrap();
@@ -269,7 +287,10 @@ async fn stop_suspends_and_start_resumes() {
     rig.spawn_all();
     rig.exit("tick-1", 1);
     let runs = rig.process("tick").run_infos();
-    assert_eq!((runs[0].trigger, runs[0].result), (RunTrigger::Manual, RunResult::Failure));
+    assert_eq!(
+        (runs[0].trigger, runs[0].result),
+        (RunTrigger::Manual, RunResult::Failure)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -344,22 +365,43 @@ async fn pre_stop_runs_before_the_stop_signal_and_post_stop_before_the_exit() {
     let pid = rig.pid("web-1").unwrap();
     rig.terminate();
     assert!(rig.hook_labels().contains(&"web-1:pre_stop".to_string()));
-    assert!(rig.fx().signals_to(pid).is_empty(), "the signal waits for pre_stop");
-    let drain = rig.fx().hooks.iter().find(|j| &*j.label == "web-1:pre_stop").cloned();
+    assert!(
+        rig.fx().signals_to(pid).is_empty(),
+        "the signal waits for pre_stop"
+    );
+    let drain = rig
+        .fx()
+        .hooks
+        .iter()
+        .find(|j| &*j.label == "web-1:pre_stop")
+        .cloned();
     assert_eq!(drain.unwrap().commands[0].argv, ["drain", "web-1"]);
     rig.finish_hooks("web-1:pre_stop", true);
     assert_eq!(rig.fx().signals_to(pid), vec![sig_term()]);
     rig.obey();
     assert_eq!(rig.ready_to_exit(), None, "global post_stop runs first");
-    assert_eq!(rig.hook_labels().last().map(String::as_str), Some("global:post_stop"));
+    assert_eq!(
+        rig.hook_labels().last().map(String::as_str),
+        Some("global:post_stop")
+    );
     rig.finish_hooks("global:post_stop", true);
     assert_eq!(rig.ready_to_exit(), Some(0));
-    assert_eq!(rig.sup.hook_count("", crate::workloads::hooks::HookPoint::PreStart, RunResult::Success), 1);
+    assert_eq!(
+        rig.sup.hook_count(
+            "",
+            crate::workloads::hooks::HookPoint::PreStart,
+            RunResult::Success
+        ),
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_stop_deadline_covers_a_hanging_pre_stop_hook() {
-    let yaml = HOOKED.replace("    command: [\"serve\"]\n", "    command: [\"serve\"]\n    shutdown: { timeout: 3s }\n");
+    let yaml = HOOKED.replace(
+        "    command: [\"serve\"]\n",
+        "    command: [\"serve\"]\n    shutdown: { timeout: 3s }\n",
+    );
     let mut rig = Rig::new(&yaml);
     rig.finish_hooks("global:pre_start", true);
     rig.spawn_all();

@@ -128,9 +128,11 @@ impl<E: Effects> Supervisor<E> {
             match action {
                 Action::Start => self.resume_schedule(&pname),
                 Action::Stop => self.suspend_schedule(&pname),
-                Action::Restart => return Err(CommandError::BadRequest(format!(
+                Action::Restart => {
+                    return Err(CommandError::BadRequest(format!(
                     "`{pname}` is scheduled: use run (run now), stop (suspend) or start (resume)"
-                ))),
+                )))
+                }
             }
             return Ok(ActionDone {
                 process: name.to_string(),

@@ -39,6 +39,8 @@ pub(crate) fn default_process() -> ProcessConfig {
         schedule: None,
         hooks: ProcessHooks::default(),
         initial_state: InitialState::Started,
+        autoscale: None,
+        scale_down: crate::ScaleDown::default(),
         env: BTreeMap::new(),
         working_dir: None,
         user: None,

@@ -52,6 +52,10 @@ pub(crate) fn spawn_definition(cfg: &ProcessConfig) -> SpawnDefinition<'_> {
         initial_state: _,
         // A changed schedule re-arms (see `apply_reload`).
         schedule: _,
+        // A reload resets the autoscaler (see `apply_reload`); the order
+        // of the next scale-down is read when it happens.
+        autoscale: _,
+        scale_down: _,
         env,
         working_dir,
         user,

@@ -584,8 +584,8 @@ vocabulary!(ScaleDownOrder);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdleDetection {
-    /// Laravel's `queue:work --json` statuses (`starting`/`processing` →
-    /// busy; `processed`/`failed`/`released` → idle).
+    /// Laravel's `queue:work --json` statuses (`starting` → busy;
+    /// `success`, `failed`, `released_after_exception` → idle).
     LaravelJson,
     /// Busy from a line matching `busy` until a line matching `idle`
     /// (regexes, checked at load).

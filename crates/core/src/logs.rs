@@ -66,10 +66,29 @@ pub struct RingLine {
 #[derive(Debug, Default)]
 pub struct LogRing {
     lines: Mutex<VecDeque<RingLine>>,
+    /// Busy/idle read from the lines (`scale_down.idle`), when set.
+    activity: std::sync::OnceLock<crate::autoscale::idle::Activity>,
 }
 
 impl LogRing {
+    /// A ring that also tracks busy/idle from the lines it gets.
+    pub fn with_activity(activity: crate::autoscale::idle::Activity) -> LogRing {
+        let ring = LogRing::default();
+        let _ = ring.activity.set(activity);
+        ring
+    }
+
+    /// Busy by the instance's own output (false without detection).
+    pub fn is_busy(&self) -> bool {
+        self.activity.get().is_some_and(|a| a.is_busy())
+    }
+
     fn push_many(&self, new: Vec<RingLine>) {
+        if let Some(a) = self.activity.get() {
+            for l in &new {
+                a.observe(&l.msg);
+            }
+        }
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         for l in new {
             if lines.len() == RING_LINES {

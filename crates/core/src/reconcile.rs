@@ -35,6 +35,47 @@ pub fn plan_scale(existing: impl IntoIterator<Item = (u32, bool)>, desired: u32)
     Plan { start, remove }
 }
 
+/// One instance as the idle-first plan sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub number: u32,
+    /// Already being removed.
+    pub removing: bool,
+    /// Busy by its own output.
+    pub busy: bool,
+}
+
+/// `scale_down.order: idle_first`: keep `desired` instances, stopping idle
+/// ones first (the highest number among equals), and start new ones at the
+/// lowest numbers nobody holds.
+///
+/// Invariants (property-tested): converges to exactly `desired` live
+/// instances; never removes a busy instance while an idle one is kept; a
+/// number still held (even by an instance being removed) is not started.
+pub fn plan_scale_idle_first(existing: impl IntoIterator<Item = Held>, desired: u32) -> Plan {
+    let all: Vec<Held> = existing.into_iter().collect();
+    let mut live: Vec<Held> = all.iter().copied().filter(|h| !h.removing).collect();
+    let want = usize::try_from(desired).unwrap_or(usize::MAX);
+    if live.len() > want {
+        // Idle before busy, then the highest number first.
+        live.sort_by_key(|h| (h.busy, std::cmp::Reverse(h.number)));
+        let remove = live[..live.len() - want].iter().map(|h| h.number).collect();
+        return Plan {
+            start: Vec::new(),
+            remove,
+        };
+    }
+    let held: std::collections::BTreeSet<u32> = all.iter().map(|h| h.number).collect();
+    let start = (1..)
+        .filter(|n| !held.contains(n))
+        .take(want - live.len())
+        .collect();
+    Plan {
+        start,
+        remove: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +101,91 @@ mod tests {
         let p = plan_scale([(1, false), (2, true)], 2);
         assert!(p.start.is_empty());
         assert!(p.remove.is_empty());
+    }
+
+    fn held(number: u32, removing: bool, busy: bool) -> Held {
+        Held {
+            number,
+            removing,
+            busy,
+        }
+    }
+
+    #[test]
+    fn idle_first_stops_idle_instances_before_busy_ones() {
+        let p = plan_scale_idle_first(
+            [
+                held(1, false, true),
+                held(2, false, false),
+                held(3, false, true),
+                held(4, false, false),
+            ],
+            2,
+        );
+        assert_eq!(p.remove, vec![4, 2]);
+        let p = plan_scale_idle_first(
+            [
+                held(1, false, true),
+                held(2, false, true),
+                held(3, false, false),
+            ],
+            1,
+        );
+        assert_eq!(p.remove, vec![3, 2], "then the highest busy one");
+    }
+
+    #[test]
+    fn idle_first_scale_up_fills_the_lowest_free_numbers() {
+        let p = plan_scale_idle_first(
+            [
+                held(2, false, true),
+                held(5, false, false),
+                held(3, true, false),
+            ],
+            5,
+        );
+        assert_eq!(
+            p.start,
+            vec![1, 4, 6],
+            "3 is still held by a stopping instance"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn idle_first_converges_and_spares_busy_ones(
+            targets in proptest::collection::vec(0u32..20, 1..30),
+            busy in proptest::collection::vec(any::<bool>(), 40),
+        ) {
+            // Model: number -> (removing, busy); removing ones exit at once.
+            let mut have: BTreeMap<u32, bool> = BTreeMap::new();
+            for t in targets {
+                let list: Vec<Held> = have
+                    .iter()
+                    .map(|(n, b)| held(*n, false, *b))
+                    .collect();
+                let p = plan_scale_idle_first(list.clone(), t);
+                for n in &p.remove {
+                    let removed_busy = have[n];
+                    if removed_busy {
+                        // No idle instance may be kept while a busy one goes.
+                        let kept_idle = have
+                            .iter()
+                            .any(|(m, b)| !*b && !p.remove.contains(m));
+                        prop_assert!(!kept_idle);
+                    }
+                }
+                for n in &p.remove {
+                    have.remove(n);
+                }
+                for n in &p.start {
+                    prop_assert!(!have.contains_key(n));
+                    let b = busy[usize::try_from(*n).unwrap_or(0) % busy.len()];
+                    have.insert(*n, b);
+                }
+                prop_assert_eq!(have.len(), t as usize);
+            }
+        }
     }
 
     #[derive(Debug, Clone)]

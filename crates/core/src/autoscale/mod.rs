@@ -28,6 +28,7 @@
 //! - Nothing panics, whatever the samples (NaN, infinities, negatives are
 //!   failed samples) or the numbers in the config.
 
+pub mod idle;
 mod policy;
 mod windows;
 

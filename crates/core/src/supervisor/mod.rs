@@ -249,14 +249,25 @@ impl<E: Effects> Supervisor<E> {
         if target > 0 && p.gate != DepGate::Open {
             return;
         }
-        let plan = crate::reconcile::plan_scale(
-            p.instances
-                .iter()
-                .map(|(n, i)| (*n, i.intent == model::Intent::Remove)),
-            target,
-        );
+        let plan = match p.cfg.scale_down.order {
+            phpeek_config::ScaleDownOrder::Highest => crate::reconcile::plan_scale(
+                p.instances
+                    .iter()
+                    .map(|(n, i)| (*n, i.intent == model::Intent::Remove)),
+                target,
+            ),
+            phpeek_config::ScaleDownOrder::IdleFirst => crate::reconcile::plan_scale_idle_first(
+                p.instances.iter().map(|(n, i)| crate::reconcile::Held {
+                    number: *n,
+                    removing: i.intent == model::Intent::Remove,
+                    busy: i.ring.is_busy(),
+                }),
+                target,
+            ),
+        };
         for n in &plan.start {
-            p.instances.insert(*n, model::Instance::new(&p.name, *n));
+            let inst = p.new_instance(*n);
+            p.instances.insert(*n, inst);
         }
         for n in &plan.remove {
             if let Some(inst) = p.instances.get_mut(n) {

@@ -284,6 +284,20 @@ impl Process {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
+    /// A new instance of this process: its log ring tracks busy/idle when
+    /// `scale_down.idle` is set.
+    pub(crate) fn new_instance(&self, number: u32) -> Instance {
+        let mut inst = Instance::new(&self.name, number);
+        if let Some(rule) = &self.cfg.scale_down.idle {
+            if let Some(d) = crate::autoscale::idle::BusyDetector::new(rule) {
+                inst.ring = Arc::new(LogRing::with_activity(
+                    crate::autoscale::idle::Activity::new(d),
+                ));
+            }
+        }
+        inst
+    }
+
     /// The lowest instance number not in use.
     pub(crate) fn free_number(&self) -> u32 {
         (1..)

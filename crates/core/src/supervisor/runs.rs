@@ -427,7 +427,7 @@ impl<E: Effects> Supervisor<E> {
     fn start_run(&mut self, pname: &str, trigger: RunTrigger) -> Option<String> {
         let p = self.processes.get_mut(pname)?;
         let n = p.free_number();
-        let mut inst = Instance::new(&p.name, n);
+        let mut inst = p.new_instance(n);
         inst.trigger = trigger;
         let name = inst.name.to_string();
         p.instances.insert(n, inst);

@@ -39,6 +39,10 @@
 //!   `port_base` is an error (it would expand to an empty string).
 //! * `restart_backoff_max` below `restart_backoff_initial` is an error.
 //! * Health-check URLs must be `http://host…` (no https).
+//! * `api_tls` / `metrics_tls` need `cert` and `key`; their files are read
+//!   and checked at load (`tls.rs`), relative paths from the manager's
+//!   working directory. They are mappings, so no `PHPEEK_PM_GLOBAL_*`
+//!   override sets them.
 
 mod cross;
 mod global;
@@ -46,6 +50,7 @@ mod graph;
 mod health_check;
 mod process;
 mod reader;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -71,10 +76,12 @@ pub(crate) const GLOBAL_KEYS: &[&str] = &[
     "api_auth",
     "api_socket",
     "api_insecure",
+    "api_tls",
     "metrics_enabled",
     "metrics_host",
     "metrics_port",
     "metrics_path",
+    "metrics_tls",
     "max_process_scale",
     "restart_backoff_initial",
     "restart_backoff_max",

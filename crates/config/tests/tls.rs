@@ -1,5 +1,6 @@
 //! `global.api_tls` / `global.metrics_tls` (SPEC §13): shapes, positions
 //! and the file checks, with certificates made at test time.
+#![allow(clippy::unwrap_used)]
 
 use phpeek_config::{parse_str, to_yaml, Config, ConfigErrors, Env, TlsFiles};
 

@@ -326,6 +326,10 @@ fn client_ca_guards_writes_but_not_the_probes_and_each_accepted_write_is_audited
         assert_eq!(a.status, 401, "{method} {path}: {}", a.body);
         assert!(a.body.contains("client certificate required"), "{}", a.body);
     }
+    // A certificate from another CA fails the handshake.
+    let stranger = client_config(&pki.ca_pem, Some(&Pki::new().client()));
+    let a = try_https(&host, stranger, "GET", "/api/v1/health", "");
+    assert!(a.is_err(), "a foreign client certificate was accepted");
     // With a certificate: one accepted write, one 404, one 400.
     let a = https(
         &host,

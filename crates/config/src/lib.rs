@@ -34,6 +34,7 @@ mod substitute;
 mod suggest;
 mod sysinfo;
 mod text;
+pub mod tls;
 mod tree;
 mod types;
 mod validate;

@@ -32,6 +32,11 @@ fn escaped(config: &Config) -> Config {
     g.api_host = esc(&g.api_host);
     g.api_auth = g.api_auth.as_deref().map(esc);
     g.api_socket = g.api_socket.as_deref().map(esc_path);
+    for tls in [&mut g.api_tls, &mut g.metrics_tls].into_iter().flatten() {
+        tls.cert = esc_path(&tls.cert);
+        tls.key = esc_path(&tls.key);
+        tls.client_ca = tls.client_ca.as_deref().map(esc_path);
+    }
     g.metrics_host = esc(&g.metrics_host);
     g.metrics_path = esc(&g.metrics_path);
     for list in [

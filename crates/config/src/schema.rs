@@ -222,8 +222,11 @@ struct FileGlobal {
     api_auth: Option<String>,
     /// Also serve the API on this unix socket.
     api_socket: Option<String>,
-    /// Allow a non-loopback API without api_auth (default false).
+    /// Allow a non-loopback API without api_auth or api_tls.client_ca
+    /// (default false).
     api_insecure: Option<Flag>,
+    /// Serve the API over TLS (PEM files, re-read on reload).
+    api_tls: Option<FileTls>,
     /// Serve Prometheus metrics (default true).
     metrics_enabled: Option<Flag>,
     /// Metrics listen address (default 0.0.0.0).
@@ -232,6 +235,8 @@ struct FileGlobal {
     metrics_port: Option<Port>,
     /// Metrics path (default /metrics).
     metrics_path: Option<String>,
+    /// Serve metrics over TLS (PEM files, re-read on reload).
+    metrics_tls: Option<FileTls>,
     /// Hard ceiling for any scale (default 1000).
     max_process_scale: Option<Count>,
     /// First restart delay (default 1s).
@@ -247,6 +252,20 @@ struct FileGlobal {
     log_buffer: Option<SizeText>,
     /// Commands run around the manager's own start and stop.
     hooks: Option<FileGlobalHooks>,
+}
+
+/// TLS files of a listener.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileTls {
+    /// PEM certificate chain, leaf first.
+    cert: String,
+    /// PEM private key of the leaf certificate.
+    key: String,
+    /// PEM CA certificates: clients must present a certificate signed by
+    /// one (the API's health and ready routes excepted).
+    client_ca: Option<String>,
 }
 
 #[derive(JsonSchema)]

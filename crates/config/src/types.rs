@@ -34,10 +34,16 @@ pub struct Global {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_socket: Option<PathBuf>,
     pub api_insecure: bool,
+    /// TLS for the API's TCP listener (SPEC §13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_tls: Option<TlsFiles>,
     pub metrics_enabled: bool,
     pub metrics_host: String,
     pub metrics_port: u16,
     pub metrics_path: String,
+    /// TLS for the metrics listener (SPEC §13).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_tls: Option<TlsFiles>,
     pub max_process_scale: u32,
     #[serde(with = "duration_text")]
     pub restart_backoff_initial: Duration,
@@ -52,6 +58,26 @@ pub struct Global {
     pub log_buffer: u64,
     /// `global.hooks`: commands run around the manager's own start and stop.
     pub hooks: GlobalHooks,
+}
+
+/// `global.api_tls` / `global.metrics_tls`: PEM files, checked at load
+/// (see `tls.rs`) and re-read by the server after every applied reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf certificate.
+    pub key: PathBuf,
+    /// CA certificates that client certificates must be signed by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// True when clients must present a certificate.
+    pub fn wants_client_cert(&self) -> bool {
+        self.client_ca.is_some()
+    }
 }
 
 /// Default of `global.log_buffer`: 8 MiB.
@@ -71,10 +97,12 @@ impl Default for Global {
             api_auth: None,
             api_socket: None,
             api_insecure: false,
+            api_tls: None,
             metrics_enabled: true,
             metrics_host: "0.0.0.0".to_string(),
             metrics_port: 9090,
             metrics_path: "/metrics".to_string(),
+            metrics_tls: None,
             max_process_scale: 1000,
             restart_backoff_initial: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(60),

@@ -281,7 +281,7 @@ fn api_exposure_rule() {
     let open = "global:\n  api_host: 0.0.0.0\n";
     let e = errs(open, &Env::default()).to_string();
     assert!(
-        e.contains("2:13: global.api_host: refusing a non-loopback API (`0.0.0.0`) without api_auth; set api_auth or api_insecure: true"),
+        e.contains("2:13: global.api_host: refusing a non-loopback API (`0.0.0.0`) without api_auth; set api_auth, api_tls.client_ca or api_insecure: true"),
         "{e}"
     );
     ok(

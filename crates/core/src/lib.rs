@@ -84,6 +84,8 @@ pub struct Handle {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     config_path: Arc<PathBuf>,
     health: health::HealthMetrics,
+    /// The configuration last applied (the start one, then each reload).
+    applied: Arc<watch::Sender<Arc<Config>>>,
 }
 
 /// Why a reload did not happen.
@@ -145,11 +147,21 @@ impl Handle {
 
     /// Applies an already validated configuration.
     pub async fn apply_config(&self, config: Config) -> Result<ReloadSummary, CommandError> {
-        self.request(|reply| Request::Reload {
-            config: Box::new(config),
-            reply,
-        })
-        .await
+        let published = Arc::new(config.clone());
+        let summary = self
+            .request(|reply| Request::Reload {
+                config: Box::new(config),
+                reply,
+            })
+            .await?;
+        self.applied.send_replace(published);
+        Ok(summary)
+    }
+
+    /// The configuration last applied; wakes after every applied reload
+    /// (the server re-reads its TLS files then).
+    pub fn applied_config(&self) -> watch::Receiver<Arc<Config>> {
+        self.applied.subscribe()
     }
 
     /// Probe counters for the metrics endpoint.
@@ -251,6 +263,7 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
         snapshot: snap_rx,
         config_path: Arc::new(config_path),
         health: kit.metrics.clone(),
+        applied: Arc::new(watch::channel(Arc::new(config.clone())).0),
     };
     tokio::spawn(manager_signals.forward(tx.clone(), handle.clone()));
 

@@ -2,10 +2,14 @@
 //!
 //! The address and token come from `--api`/`--token`, then
 //! `$PHPEEK_PM_API_URL`/`$PHPEEK_PM_API_TOKEN`, then the config file's
-//! `api_host`/`api_port`/`api_auth`. Exit codes: 0 ok, 1 the action failed
-//! (unreachable manager, refused request), 2 bad usage or config.
+//! `api_host`/`api_port`/`api_auth` (with `https://` when it sets
+//! `api_tls`). TLS: `--cacert` (trusted instead of the system's roots),
+//! `--cert`/`--key` (a client certificate), or `$PHPEEK_PM_API_CACERT`,
+//! `$PHPEEK_PM_API_CERT`, `$PHPEEK_PM_API_KEY`. Exit codes: 0 ok, 1 the
+//! action failed (unreachable manager, refused request), 2 bad usage or
+//! config (including an unreadable TLS file).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -44,6 +48,87 @@ impl Failure {
     }
 }
 
+/// TLS files of the client commands (global flags).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsFlags {
+    /// PEM CA certificate(s) to trust for an https API, instead of the
+    /// system's roots.
+    #[arg(long, global = true, env = "PHPEEK_PM_API_CACERT", value_name = "PATH")]
+    pub cacert: Option<PathBuf>,
+    /// PEM client certificate for an API with `client_ca` (needs --key).
+    #[arg(
+        long,
+        global = true,
+        env = "PHPEEK_PM_API_CERT",
+        value_name = "PATH",
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(
+        long,
+        global = true,
+        env = "PHPEEK_PM_API_KEY",
+        value_name = "PATH",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+fn read_tls_file(what: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// The HTTP client, with the TLS settings of `tls`.
+fn http_client(tls: &TlsFlags) -> Result<reqwest::Client, Failure> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30));
+    if let Some(path) = &tls.cacert {
+        let pem = read_tls_file("CA certificate", path)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Failure::usage(format!("{} holds no PEM certificate", path.display()))
+            })?;
+        builder = builder.tls_certs_only(certs);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        let mut pem = read_tls_file("private key", key)?;
+        pem.push(b'\n');
+        pem.extend(read_tls_file("client certificate", cert)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            Failure::usage(format!(
+                "cannot use {} with {} as a client certificate: {}",
+                cert.display(),
+                key.display(),
+                error_chain(&e)
+            ))
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| Failure::action(format!("cannot build the HTTP client: {}", error_chain(&e))))
+}
+
+/// An error with its causes: `error sending request: …: certificate expired`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -63,6 +148,7 @@ impl Client {
         api: Option<&str>,
         token: Option<&str>,
         config: Option<&Path>,
+        tls: &TlsFlags,
     ) -> Result<Client, Failure> {
         let mut base = api.map(normalize_base);
         let mut token = token.map(str::to_string).filter(|t| !t.is_empty());
@@ -85,7 +171,8 @@ impl Client {
                             h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
                             h => h.to_string(),
                         };
-                        base = Some(format!("http://{host}:{}", g.api_port));
+                        let scheme = if g.api_tls.is_some() { "https" } else { "http" };
+                        base = Some(format!("{scheme}://{host}:{}", g.api_port));
                     }
                     if token.is_none() {
                         token = cfg.global.api_auth.clone();
@@ -97,11 +184,7 @@ impl Client {
                 Err(_) => {}
             }
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::action(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client(tls)?;
         Ok(Client {
             base: base.unwrap_or_else(|| "http://127.0.0.1:9180".to_string()),
             token,
@@ -124,7 +207,11 @@ impl Client {
             req = req.header("Content-Type", "application/json").body(b);
         }
         let resp = req.send().await.map_err(|e| {
-            Failure::action(format!("cannot reach the manager at {}: {e}", self.base))
+            Failure::action(format!(
+                "cannot reach the manager at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
         })?;
         let status = resp.status().as_u16();
         let text = resp

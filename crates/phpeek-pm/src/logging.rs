@@ -20,7 +20,8 @@ struct ManagerLog {
 #[derive(Default)]
 struct Fields {
     message: String,
-    extra: Vec<(&'static str, String)>,
+    /// Other fields, typed (`"audit":true`, `"status":202` in JSON).
+    extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Visit for Fields {
@@ -28,15 +29,27 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.extra.push((field.name(), value.to_string()));
+            self.extra.push((field.name(), value.into()));
         }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.extra.push((field.name(), value.into()));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.extra.push((field.name(), value.into()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.extra.push((field.name(), value.into()));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.extra.push((field.name(), format!("{value:?}")));
+            self.extra.push((field.name(), format!("{value:?}").into()));
         }
     }
 }
@@ -77,7 +90,7 @@ impl<S: Subscriber> Layer<S> for ManagerLog {
                 obj.insert("msg".into(), fields.message.into());
                 for (k, v) in fields.extra {
                     if k != "process" {
-                        obj.insert(k.into(), v.into());
+                        obj.insert(k.into(), v);
                     }
                 }
                 serde_json::Value::Object(obj).to_string()
@@ -96,9 +109,11 @@ pub fn init(format: LogFormat, level: LogLevel) {
         LogLevel::Warn => LevelFilter::WARN,
         LogLevel::Error => LevelFilter::ERROR,
     };
-    // Our crates at the chosen level; libraries only when something is wrong.
+    // Our crates at the chosen level; libraries only when something is
+    // wrong; audit lines (SPEC §13) always.
     let filter = Targets::new()
         .with_target("phpeek", level)
+        .with_target(phpeek_server::audit::AUDIT_TARGET, LevelFilter::INFO)
         .with_default(LevelFilter::WARN.min(level));
     let _ = tracing_subscriber::registry()
         .with(ManagerLog { format }.with_filter(filter))

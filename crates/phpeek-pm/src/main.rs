@@ -40,6 +40,9 @@ struct Cli {
     )]
     token: Option<String>,
 
+    #[command(flatten)]
+    tls: client::TlsFlags,
+
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -133,6 +136,9 @@ fn load(cli: &Cli) -> Result<(Config, PathBuf), ConfigErrors> {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider (ring) for every TLS use: the API and metrics
+    // listeners, the client commands, and any HTTP client built later.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         None | Some(Cmd::Serve) => serve(&cli),
@@ -173,6 +179,7 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
         cli.api.as_deref(),
         cli.token.as_deref(),
         cli.config.as_deref(),
+        &cli.tls,
     ) {
         Ok(c) => c,
         Err(f) => return f.report(),

@@ -139,16 +139,31 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outside the routes, so unknown paths and methods need the token
-        // too and reveal nothing to a client without it.
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Outside the routes, so unknown paths and methods need the
+        // credentials too and reveal nothing to a client without them.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_credentials,
+        ))
         .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost: sees the final status of every request.
+        .layer(middleware::from_fn(crate::audit::audit_writes))
         .with_state(state)
 }
 
-async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+/// The client certificate (when the listener has a `client_ca`), then the
+/// token (when `api_auth` is set); health and ready need neither.
+async fn require_credentials(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let open = OPEN_PATHS.contains(&req.uri().path());
+    let peer = req.extensions().get::<crate::Peer>();
+    if !open && peer.is_some_and(|p| p.client_cert_required && !p.client_cert) {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "client certificate required".into(),
+        )
+        .into_response();
+    }
     if let (Some(check), false) = (&state.auth, open) {
         let header = req
             .headers()

@@ -72,7 +72,8 @@ error_answer!(
     "The request body is above 64 KiB."
 );
 
-/// 401: a token is configured and the request does not carry it.
+/// 401: a token is configured and the request does not carry it, or the
+/// listener wants client certificates and the connection presented none.
 pub struct Unauthorized;
 
 impl<'r> ToResponse<'r> for Unauthorized {
@@ -84,7 +85,10 @@ impl<'r> ToResponse<'r> for Unauthorized {
         (
             "Unauthorized",
             error_response(
-                "`api_auth` is set and the request lacks `Authorization: Bearer <token>`.",
+                "`api_auth` is set and the request lacks `Authorization: Bearer <token>` \
+                 (the answer then carries `WWW-Authenticate: Bearer`), or `api_tls.client_ca` \
+                 is set and the TLS connection presented no client certificate \
+                 (`{\"error\":\"client certificate required\"}`).",
             )
             .header("WWW-Authenticate", header)
             .build()

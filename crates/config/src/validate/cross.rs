@@ -73,14 +73,21 @@ fn nowhere() -> Origin {
     Origin::Env(String::new())
 }
 
-/// A non-loopback API needs `api_auth` or an explicit `api_insecure`.
+/// A non-loopback API needs `api_auth`, client certificates
+/// (`api_tls.client_ca`) or an explicit `api_insecure`.
 fn check_api_exposure(
     g: &Global,
     host_origin: Option<&Origin>,
     global_origin: Option<&Origin>,
     ctx: &mut Ctx<'_>,
 ) {
-    if g.api_enabled && !is_loopback(&g.api_host) && g.api_auth.is_none() && !g.api_insecure {
+    let client_certs = g.api_tls.as_ref().is_some_and(|t| t.wants_client_cert());
+    if g.api_enabled
+        && !is_loopback(&g.api_host)
+        && g.api_auth.is_none()
+        && !client_certs
+        && !g.api_insecure
+    {
         let origin = host_origin
             .or(global_origin)
             .cloned()
@@ -89,7 +96,7 @@ fn check_api_exposure(
             &origin,
             "global.api_host",
             format!(
-                "refusing a non-loopback API (`{}`) without api_auth; set api_auth or api_insecure: true",
+                "refusing a non-loopback API (`{}`) without api_auth; set api_auth, api_tls.client_ca or api_insecure: true",
                 g.api_host
             ),
         );

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::hooks::parse_global_hooks;
 use super::reader::{join, set, shorten, Ctx, Got};
+use super::tls::parse_tls;
 use super::{GLOBAL_KEYS, PROCESS_KEYS, SCALE_LIMIT};
 use crate::tree::{Node, Origin};
 use crate::{Global, LogFormat, LogLevel, LOG_BUFFER_RANGE};
@@ -40,6 +41,8 @@ pub(super) fn parse_global(node: &Node, ctx: &mut Ctx<'_>, g: &mut Global) -> Op
                 }
             }
             "api_insecure" => set(&mut g.api_insecure, ctx.bool(n, &path)),
+            "api_tls" => set(&mut g.api_tls, parse_tls(n, ctx, &path)),
+            "metrics_tls" => set(&mut g.metrics_tls, parse_tls(n, ctx, &path)),
             "metrics_enabled" => set(&mut g.metrics_enabled, ctx.bool(n, &path)),
             "metrics_host" => {
                 if let Got::Val(h) = ctx.string(n, &path) {

@@ -43,6 +43,10 @@
 //!   "One-shots, schedules and hooks", for every choice made there (e.g.
 //!   `health_check` on a one-shot is an error, a process's `timeout: 0` is
 //!   an error, a single hook mapping is a list of one).
+//! * `api_tls` / `metrics_tls` need `cert` and `key`; their files are read
+//!   and checked at load (`tls.rs`), relative paths from the manager's
+//!   working directory. They are mappings, so no `PHPEEK_PM_GLOBAL_*`
+//!   override sets them.
 
 mod cross;
 mod global;
@@ -52,6 +56,7 @@ mod hooks;
 mod process;
 mod reader;
 mod schedule;
+mod tls;
 
 use std::collections::BTreeMap;
 
@@ -77,10 +82,12 @@ pub(crate) const GLOBAL_KEYS: &[&str] = &[
     "api_auth",
     "api_socket",
     "api_insecure",
+    "api_tls",
     "metrics_enabled",
     "metrics_host",
     "metrics_port",
     "metrics_path",
+    "metrics_tls",
     "max_process_scale",
     "restart_backoff_initial",
     "restart_backoff_max",

@@ -62,6 +62,27 @@ pub(crate) struct ProbeStart {
 }
 
 /// What the supervisor does to the world.
+/// One sampling round of an autoscaler.
+#[derive(Debug, Clone)]
+pub(crate) struct SampleJob {
+    pub process: Arc<str>,
+    pub gen: u64,
+    pub metrics: Vec<phpeek_config::AutoscaleMetric>,
+    /// The process's user, group, environment and directory, for
+    /// `command` metrics.
+    pub base: SpawnSpec,
+    /// Leaders of the running instances, for `cpu`.
+    pub pids: Vec<i32>,
+}
+
+/// The values of one round, one per metric in order (an error says why).
+#[derive(Debug, Clone)]
+pub(crate) struct SampleReport {
+    pub process: Arc<str>,
+    pub gen: u64,
+    pub results: Vec<Result<f64, String>>,
+}
+
 pub(crate) trait Effects {
     /// The monotonic clock, for deadlines and run lengths.
     fn now(&self) -> Instant;
@@ -97,6 +118,9 @@ pub(crate) trait Effects {
     fn forget_probe_metrics(&mut self, process: &str, kind: &'static str);
     /// Runs a list of hooks; the outcome comes back as `Msg::Hook`.
     fn run_hooks(&mut self, job: HookJob);
+    /// Samples an autoscaler's metrics; the values come back as
+    /// `Msg::Samples`.
+    fn sample_metrics(&mut self, job: SampleJob);
     /// Gives memory the allocator holds but no longer uses back to the OS.
     fn release_memory(&mut self);
     /// Waits (bounded) for output readers to drain before the manager exits.

@@ -62,7 +62,7 @@ pub use snapshot::{
     InstanceSnap, ProcessSnap, RestartCounts, RestartReason, ScaleEvents, Snapshot, Target,
 };
 pub use supervisor::{
-    Action, ActionDone, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
+    Action, ActionDone, AutoscaleChanged, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
 };
 
 use effects::OsEffects;
@@ -135,6 +135,20 @@ impl Handle {
         self.request(|reply| Request::Act {
             name,
             action,
+            reply,
+        })
+        .await
+    }
+
+    /// Enables or pauses a process's autoscaler.
+    pub async fn autoscale(
+        &self,
+        process: String,
+        enabled: bool,
+    ) -> Result<AutoscaleChanged, CommandError> {
+        self.request(|reply| Request::Autoscale {
+            process,
+            enabled,
             reply,
         })
         .await
@@ -270,7 +284,9 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     let fx = OsEffects::new(tx, kit, logs);
     let mut supervisor = Supervisor::new(config, fx, snap_tx);
     // Readers see every configured process and its first instances from
-    // the first request on (reconciling creates the instances).
+    // the first request on (reconciling creates the instances); the global
+    // pre_start hooks, schedules and autoscalers start here too.
+    supervisor.begin();
     supervisor.settle();
     let done = tokio::spawn(supervisor.run(rx));
     Ok(Core {

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use phpeek_config::{Dependency, ProcessType, RestartPolicy};
 use phpeek_wire::{
-    Health, InstanceInfo, InstanceState, LastRun, ProcessInfo, ProcessState, Rollout, RunInfo,
+    AutoscaleInfo, AutoscaleLast, AutoscaleMetricInfo, Health, InstanceInfo, InstanceState, LastRun, ProcessInfo, ProcessState, Rollout, RunInfo,
     RunResult, ScheduleInfo,
 };
 
@@ -126,11 +126,40 @@ pub struct ProcessSnap {
     pub scale_events: ScaleEvents,
     pub kind: ProcessType,
     pub schedule: Option<ScheduleSnap>,
+    pub autoscale: Option<AutoscaleSnap>,
     /// Finished runs (one-shots and schedules), newest last.
     pub history: Arc<RunHistory>,
     /// Runs going now, as run records (`result: running`).
     pub runs_going: Vec<RunRecord>,
     pub instances: Vec<InstanceSnap>,
+}
+
+/// An autoscaler, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct AutoscaleSnap {
+    /// `active`, `manual`, `dry_run` or `error`.
+    pub state: &'static str,
+    /// Effective now (windows applied).
+    pub min: u32,
+    pub max: u32,
+    pub recommended: Option<u32>,
+    /// Before the max clamp: what KEDA should read.
+    pub recommended_unclamped: Option<u32>,
+    pub desired: u32,
+    /// When the last decision was made.
+    pub at: Option<SystemTime>,
+    pub metrics: Vec<AutoscaleMetricSnap>,
+    pub limited_by: Option<&'static str>,
+    /// Failed samples so far, by metric name.
+    pub errors: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AutoscaleMetricSnap {
+    pub name: String,
+    pub value: Option<f64>,
+    pub desired: Option<u32>,
+    pub error: Option<String>,
 }
 
 /// A scheduled process's schedule.
@@ -227,6 +256,27 @@ impl ProcessSnap {
                     exit_code: r.exit_code,
                     duration_ms: r.duration.map(millis),
                     trigger: r.trigger,
+                }),
+            }),
+            autoscale: self.autoscale.as_ref().map(|a| AutoscaleInfo {
+                state: a.state.to_string(),
+                min: a.min,
+                max: a.max,
+                recommended: a.recommended,
+                desired: a.desired,
+                last: a.at.map(|at| AutoscaleLast {
+                    at: unix_secs(at),
+                    metrics: a
+                        .metrics
+                        .iter()
+                        .map(|m| AutoscaleMetricInfo {
+                            name: m.name.clone(),
+                            value: m.value,
+                            desired: m.desired,
+                            error: m.error.clone(),
+                        })
+                        .collect(),
+                    limited_by: a.limited_by.map(str::to_string),
                 }),
             }),
             instances: self

@@ -35,7 +35,7 @@ impl Failure {
         }
     }
 
-    fn usage(message: impl Into<String>) -> Self {
+    pub fn usage(message: impl Into<String>) -> Self {
         Failure {
             code: 2,
             message: message.into(),
@@ -342,6 +342,11 @@ pub async fn status(client: &Client, json: bool) -> Result<(), Failure> {
         "{}",
         crate::runs::summary(&processes, std::time::SystemTime::now())
     );
+    let autoscale = crate::autoscale::table(&processes);
+    if !autoscale.is_empty() {
+        println!();
+        print!("{autoscale}");
+    }
     Ok(())
 }
 

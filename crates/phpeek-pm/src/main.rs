@@ -1,6 +1,7 @@
 //! The phpeek-pm binary: the manager (`serve`, the default) and its
 //! configuration tools.
 
+mod autoscale;
 mod client;
 mod logging;
 mod runs;
@@ -60,7 +61,9 @@ enum Cmd {
     /// Set the number of instances of a process.
     Scale {
         name: String,
-        desired: u32,
+        /// The count, or `+N` / `-N` relative to the desired count now.
+        #[arg(allow_hyphen_values = true)]
+        desired: String,
         /// Wait (with a progress bar) until that many instances run.
         #[arg(long)]
         wait: bool,
@@ -74,6 +77,12 @@ enum Cmd {
     Stop { name: String },
     /// Restart a process (rolling) or one instance.
     Restart { name: String },
+    /// Show a process's autoscaler, or enable (`on`) or pause (`off`) it.
+    Autoscale {
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        set: Option<String>,
+    },
     /// Run a scheduled or one-shot process now.
     Run { name: String },
     /// Show the runs of a scheduled or one-shot process, newest first.
@@ -203,10 +212,14 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
                 wait,
                 timeout,
             } => {
+                let target = match autoscale::scale_target(&client, name, desired).await {
+                    Ok(t) => t,
+                    Err(e) => return Err(e),
+                };
                 client::scale(
                     &client,
                     name,
-                    *desired,
+                    target,
                     *wait,
                     std::time::Duration::from_secs(*timeout),
                 )
@@ -216,6 +229,7 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
             Cmd::Stop { name } => client::action(&client, name, "stop").await,
             Cmd::Restart { name } => client::action(&client, name, "restart").await,
             Cmd::Run { name } => runs::run(&client, name).await,
+            Cmd::Autoscale { name, set } => autoscale::autoscale(&client, name, set.as_deref()).await,
             Cmd::Runs { name, json } => runs::runs(&client, name, *json).await,
             Cmd::Logs {
                 name,

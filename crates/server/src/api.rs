@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
-    ActionResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LastRun, LogLine,
+    ActionResponse, AutoscaleInfo, AutoscaleLast, AutoscaleMetricInfo, AutoscaleRequest,
+    AutoscaleResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LastRun, LogLine,
     LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, RunInfo,
     RunResponse, RunResult, RunTrigger, ScaleResponse, ScheduleInfo,
 };
@@ -24,7 +25,7 @@ use utoipa::OpenApi;
 use crate::auth::TokenCheck;
 use crate::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, ScaleBody, Security, Unauthorized,
-    EXAMPLE_INSTANCE, EXAMPLE_PROCESS, EXAMPLE_SCHEDULED, OPEN_PATHS,
+    EXAMPLE_INSTANCE, EXAMPLE_AUTOSCALED, EXAMPLE_PROCESS, EXAMPLE_SCHEDULED, OPEN_PATHS,
 };
 
 /// Largest request body accepted.
@@ -90,6 +91,7 @@ fn not_found(name: &str) -> ApiError {
         process_logs,
         run_process,
         process_runs,
+        autoscale_process,
         reload,
         openapi
     ),
@@ -111,7 +113,12 @@ fn not_found(name: &str) -> ApiError {
         RunTrigger,
         RunResult,
         ScheduleInfo,
-        LastRun
+        LastRun,
+        AutoscaleInfo,
+        AutoscaleLast,
+        AutoscaleMetricInfo,
+        AutoscaleRequest,
+        AutoscaleResponse
     ),
     responses(BadRequest, Unauthorized, NotFound, Conflict, PayloadTooLarge))
 )]
@@ -134,6 +141,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/processes/{name}/restart", post(restart_process))
         .route("/api/v1/processes/{name}/logs", get(process_logs))
         .route("/api/v1/processes/{name}/run", post(run_process))
+        .route("/api/v1/processes/{name}/autoscale", post(autoscale_process))
         .route("/api/v1/processes/{name}/runs", get(process_runs))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/openapi.json", get(openapi))
@@ -704,6 +712,51 @@ async fn process_logs(
         process: name,
         lines: lines.into_iter().skip(skip).map(|(_, l)| l).collect(),
     }))
+}
+
+/// Enables or pauses a process's autoscaler. A manual scale pauses it too;
+/// a reload enables it again.
+#[utoipa::path(post, path = "/api/v1/processes/{name}/autoscale",
+    params(("name" = String, Path, description = "a process with `autoscale:`", example = json!(EXAMPLE_AUTOSCALED))),
+    request_body = AutoscaleRequest,
+    responses(
+        (status = 200, description = "The autoscaler's new state.", body = AutoscaleResponse, links(
+            ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/process")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge)))]
+async fn autoscale_process(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let value = json_body(body)?;
+    let enabled = match value.get("enabled") {
+        Some(serde_json::Value::Bool(b)) if value.as_object().is_some_and(|o| o.len() == 1) => *b,
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "expected {\"enabled\": true} or {\"enabled\": false}".into(),
+            ))
+        }
+    };
+    let changed = state.handle.autoscale(name, enabled).await?;
+    Ok((
+        StatusCode::OK,
+        Json(AutoscaleResponse {
+            message: if changed.enabled {
+                "autoscale enabled".into()
+            } else {
+                "autoscale paused".into()
+            },
+            process: changed.process,
+            state: changed.state.to_string(),
+        }),
+    )
+        .into_response())
 }
 
 /// Runs a scheduled or one-shot process now.

@@ -61,6 +61,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    name: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
     name: String,
     hook: String,
@@ -161,6 +167,9 @@ pub fn render(
     let schedule_next_run = Family::<ProcessLabels, Gauge>::default();
     let schedule_duration = Family::<ProcessLabels, CountedHistogram>::default();
     let hook_runs = Family::<HookLabels, Counter>::default();
+    let as_recommended = Family::<ProcessLabels, Gauge>::default();
+    let as_value = Family::<MetricLabels, Gauge<f64, AtomicU64>>::default();
+    let as_errors = Family::<MetricLabels, Counter>::default();
     for h in &snap.hook_runs {
         hook_runs
             .get_or_create(&HookLabels {
@@ -190,6 +199,29 @@ pub fn render(
                     direction: dir.into(),
                 })
                 .inc_by(n);
+        }
+        if let Some(a) = &p.autoscale {
+            if let Some(r) = a.recommended_unclamped {
+                as_recommended.get_or_create(&pl).set(i64::from(r));
+            }
+            for m in &a.metrics {
+                if let Some(v) = m.value {
+                    as_value
+                        .get_or_create(&MetricLabels {
+                            name: name.clone(),
+                            metric: m.name.clone(),
+                        })
+                        .set(v);
+                }
+            }
+            for (metric, n) in &a.errors {
+                as_errors
+                    .get_or_create(&MetricLabels {
+                        name: name.clone(),
+                        metric: metric.clone(),
+                    })
+                    .inc_by(*n);
+            }
         }
         if let Some(sched) = &p.schedule {
             use phpeek_wire::RunResult;
@@ -375,6 +407,21 @@ pub fn render(
         "phpeek_pm_schedule_run_duration_seconds",
         "Durations of finished runs",
         schedule_duration,
+    );
+    reg.register(
+        "phpeek_pm_autoscale_recommended_instances",
+        "Instances the autoscaler's metrics ask for, before the max clamp (for KEDA: aggregate with max())",
+        as_recommended,
+    );
+    reg.register(
+        "phpeek_pm_autoscale_metric_value",
+        "The last value sampled for each autoscale metric",
+        as_value,
+    );
+    reg.register(
+        "phpeek_pm_autoscale_errors",
+        "Failed samples of each autoscale metric",
+        as_errors,
     );
     reg.register(
         "phpeek_pm_hook_runs",

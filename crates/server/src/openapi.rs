@@ -24,6 +24,8 @@ pub const OPEN_PATHS: [&str; 2] = ["/api/v1/health", "/api/v1/ready"];
 pub const EXAMPLE_PROCESS: &str = "queue-default";
 /// A scheduled process, as named in the examples of `run` and `runs`.
 pub const EXAMPLE_SCHEDULED: &str = "report";
+/// A process with an autoscaler, as named in the example of `autoscale`.
+pub const EXAMPLE_AUTOSCALED: &str = "queue-high";
 /// Instance name used in the document's examples.
 pub const EXAMPLE_INSTANCE: &str = "queue-default-2";
 

@@ -161,11 +161,67 @@ pub struct ProcessInfo {
     /// Present for a scheduled process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleInfo>,
+    /// Present for a process with `autoscale:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<AutoscaleInfo>,
     pub instances: Vec<InstanceInfo>,
 }
 
 fn longrun() -> String {
     "longrun".to_string()
+}
+
+/// `autoscale` in a process object (SPEC 12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AutoscaleInfo {
+    /// `active`, `manual` (paused by a manual scale), `dry_run`, or `error`
+    /// (every metric failed its last sample).
+    pub state: String,
+    /// Effective now: the time windows applied.
+    pub min: u32,
+    pub max: u32,
+    /// What the metrics ask for (after tolerance; before stabilization,
+    /// rate limits and the min/max clamps); null before the first round.
+    pub recommended: Option<u32>,
+    pub desired: u32,
+    /// The last decision; null before the first round.
+    pub last: Option<AutoscaleLast>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AutoscaleLast {
+    /// Unix seconds.
+    pub at: i64,
+    pub metrics: Vec<AutoscaleMetricInfo>,
+    /// What held the count back: null, `min`, `max`, `window`, `rate`,
+    /// `stabilization`, `tolerance` or `error`.
+    pub limited_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AutoscaleMetricInfo {
+    /// Its source kind, numbered when repeated: `redis`, `redis#2`.
+    pub name: String,
+    /// Null when the sample failed.
+    pub value: Option<f64>,
+    /// The count this metric asked for.
+    pub desired: Option<u32>,
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/processes/{name}/autoscale` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AutoscaleRequest {
+    pub enabled: bool,
+}
+
+/// Answer to `POST /api/v1/processes/{name}/autoscale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AutoscaleResponse {
+    /// `autoscale enabled` or `autoscale paused`
+    pub message: String,
+    pub process: String,
+    pub state: String,
 }
 
 /// What started a run.

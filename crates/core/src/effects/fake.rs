@@ -71,6 +71,8 @@ pub(crate) struct FakeEffects {
     pub forgotten: Vec<i32>,
     /// Hook lists the test has not answered yet.
     pub hooks: Vec<HookJob>,
+    /// Sampling rounds the test has not answered yet.
+    pub samples: Vec<super::SampleJob>,
     /// When the fake was made: the wall clock moves with tokio's clock
     /// from [`FAKE_EPOCH`], plus `wall_offset` (a test's clock jump).
     pub started: Instant,
@@ -89,6 +91,7 @@ impl Default for FakeEffects {
             alive: BTreeSet::new(),
             forgotten: Vec::new(),
             hooks: Vec::new(),
+            samples: Vec::new(),
             started: tokio::time::Instant::now().into_std(),
             wall_offset: chrono::Duration::zero(),
         }
@@ -192,6 +195,10 @@ impl Effects for FakeEffects {
             argv: job.commands.iter().map(|c| c.argv.join(" ")).collect(),
         });
         self.hooks.push(job);
+    }
+
+    fn sample_metrics(&mut self, job: super::SampleJob) {
+        self.samples.push(job);
     }
 
     fn release_memory(&mut self) {}

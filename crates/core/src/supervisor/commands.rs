@@ -39,7 +39,13 @@ impl<E: Effects> Supervisor<E> {
                 process,
                 desired,
                 reply,
-            } => answer(reply, self.apply_scale(&process, desired)),
+            } => {
+                let result = self.apply_scale(&process, desired);
+                if result.is_ok() {
+                    self.pause_autoscaler(&process);
+                }
+                answer(reply, result)
+            }
             Request::Act {
                 name,
                 action,
@@ -47,6 +53,11 @@ impl<E: Effects> Supervisor<E> {
             } => answer(reply, self.apply_action(&name, action)),
             Request::Reload { config, reply } => answer(reply, Ok(self.apply_reload(*config))),
             Request::Run { name, reply } => answer(reply, self.apply_run(&name)),
+            Request::Autoscale {
+                process,
+                enabled,
+                reply,
+            } => answer(reply, self.apply_autoscale(&process, enabled)),
         }
     }
 

@@ -75,6 +75,15 @@ pub struct RunStarted {
     pub instances: Vec<String>,
 }
 
+/// The answer to enabling or pausing an autoscaler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoscaleChanged {
+    pub process: String,
+    pub enabled: bool,
+    /// `active`, `manual`, `dry_run` or `error`.
+    pub state: &'static str,
+}
+
 /// What a reload changed, by process name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -128,6 +137,12 @@ pub(crate) enum Request {
         action: Action,
         reply: Reply<ActionDone>,
     },
+    /// Enable or pause a process's autoscaler.
+    Autoscale {
+        process: String,
+        enabled: bool,
+        reply: Reply<AutoscaleChanged>,
+    },
     /// Run a scheduled or one-shot process now.
     Run {
         name: String,
@@ -148,6 +163,7 @@ impl Request {
             Request::Act { reply, .. } => drop(reply.send(Err(e))),
             Request::Reload { reply, .. } => drop(reply.send(Err(e))),
             Request::Run { reply, .. } => drop(reply.send(Err(e))),
+            Request::Autoscale { reply, .. } => drop(reply.send(Err(e))),
         }
     }
 }
@@ -169,6 +185,8 @@ pub(crate) enum TimerKind {
     RunTimeout,
     /// A schedule's wake (armed on the process, number 0).
     ScheduleWake,
+    /// An autoscaler's interval is over (armed on the process, number 0).
+    AutoscaleTick,
 }
 
 /// A timer that fired, for the instance's `timer_gen` it was armed under.
@@ -205,6 +223,8 @@ pub(crate) enum Msg {
     Probe(ProbeReport),
     /// A list of hooks ran to its end.
     Hook(HookReport),
+    /// An autoscaler's samples of one round.
+    Samples(crate::effects::SampleReport),
     /// Wakes the loop while a dependency gate has a deadline.
     Tick,
 }

@@ -26,6 +26,7 @@
 //!   published, so a snapshot never shows a desired scale without the
 //!   instances reconciling has created for it.
 
+mod autoscaling;
 mod commands;
 mod deps;
 mod hooks;
@@ -54,7 +55,7 @@ use crate::effects::Effects;
 use crate::snapshot::{ProcessSnap, Snapshot};
 
 pub use messages::{
-    Action, ActionDone, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
+    Action, ActionDone, AutoscaleChanged, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
 };
 pub(crate) use messages::{
     HookReport, InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer, TimerKind,
@@ -148,8 +149,8 @@ impl<E: Effects> Supervisor<E> {
 
     /// Runs until every process has ended (by itself or by shutdown).
     /// Returns the manager's exit code.
+    /// [`Supervisor::begin`] must have run.
     pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> i32 {
-        self.begin();
         self.settle();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -200,6 +201,7 @@ impl<E: Effects> Supervisor<E> {
             Msg::Signal(sig) => self.on_signal(sig),
             Msg::Probe(report) => self.on_probe(report),
             Msg::Hook(report) => self.on_hook(report),
+            Msg::Samples(report) => self.on_samples(report),
             Msg::Tick => {}
         }
     }
@@ -215,6 +217,7 @@ impl<E: Effects> Supervisor<E> {
     pub(crate) fn begin(&mut self) {
         self.start_global_pre_start();
         self.arm_schedules();
+        self.arm_autoscalers();
     }
 
     fn reconcile(&mut self) {
@@ -362,6 +365,7 @@ fn process_snap(p: &Process) -> ProcessSnap {
         scale_events: p.scale_events,
         kind: p.cfg.kind,
         schedule: runs::schedule_snap(p),
+        autoscale: autoscaling::autoscale_snap(p),
         history: Arc::clone(&p.history),
         runs_going: runs::runs_going(p),
         instances,

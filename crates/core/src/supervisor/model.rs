@@ -233,6 +233,8 @@ pub(crate) struct Process {
     pub schedule: Option<ScheduleState>,
     /// Finished runs of a one-shot or scheduled process.
     pub history: Arc<RunHistory>,
+    /// The autoscaler, with `autoscale:`.
+    pub autoscaler: Option<super::autoscaling::Autoscaler>,
 }
 
 impl Process {
@@ -271,6 +273,10 @@ impl Process {
             previous: None,
             schedule,
             history: Arc::new(RunHistory::new(history)),
+            autoscaler: cfg
+                .autoscale
+                .as_ref()
+                .map(|a| super::autoscaling::Autoscaler::new(&name, a)),
         }
     }
 

@@ -150,6 +150,7 @@ impl<E: Effects> Supervisor<E> {
         let mut summary = ReloadSummary::default();
         let mut rearm: Vec<String> = Vec::new();
         let mut rerun: Vec<(String, u32)> = Vec::new();
+        let mut autoscale_reset: Vec<String> = Vec::new();
         warn_listener_changes(&self.config.global, &new.global);
         self.backoff = backoff_of(&new);
         let now = self.fx.now();
@@ -164,6 +165,10 @@ impl<E: Effects> Supervisor<E> {
             let was_removed = std::mem::take(&mut p.removed);
             let change = classify(&p.cfg, cfg, was_removed);
             let old = std::mem::replace(&mut p.cfg, cfg.clone());
+            // A reload starts the autoscaler over (and ends a manual pause).
+            if p.cfg.autoscale.is_some() || old.autoscale.is_some() {
+                autoscale_reset.push(name.clone());
+            }
             if change.is_none() {
                 continue;
             }
@@ -241,6 +246,9 @@ impl<E: Effects> Supervisor<E> {
         }
         for (name, n) in rerun {
             self.rerun_oneshot(&name, n);
+        }
+        for name in autoscale_reset {
+            self.reset_autoscaler(&name);
         }
         tracing::info!(
             "configuration reloaded: {} added, {} removed, {} rescaled, {} restarted, {} updated",

@@ -274,6 +274,10 @@ impl<E: Effects> Supervisor<E> {
             self.on_schedule_wake(&at.process, gen);
             return;
         }
+        if kind == TimerKind::AutoscaleTick {
+            self.on_autoscale_tick(&at.process, gen);
+            return;
+        }
         let shutting_down = self.shutting_down;
         let Some(inst) = self.instance_mut(&at.process, at.number) else {
             return;
@@ -291,7 +295,7 @@ impl<E: Effects> Supervisor<E> {
             }
             TimerKind::StopDeadline => self.on_stop_deadline(&at.process, at.number),
             TimerKind::RunTimeout => self.on_run_timeout(&at.process, at.number),
-            TimerKind::ScheduleWake => {}
+            TimerKind::ScheduleWake | TimerKind::AutoscaleTick => {}
         }
     }
 }

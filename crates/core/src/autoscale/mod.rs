@@ -29,6 +29,7 @@
 //!   failed samples) or the numbers in the config.
 
 mod policy;
+pub mod sources;
 mod windows;
 
 #[cfg(test)]
@@ -38,4 +39,5 @@ pub use policy::{
     decide, Behavior, Decision, Input, LimitedBy, MetricDesire, PolicyConfig, PolicyState, Sample,
     SampleError, Step, StepRow, Target, DEFAULT_TOLERANCE, FALLBACK_AFTER,
 };
+pub use sources::{sample, CpuTracker, SampleContext, SampleFailure, SourceKit};
 pub use windows::{active, effective_bounds, Bounds, Window, WindowConfig, WindowError};

@@ -15,6 +15,7 @@
 //! - Signals go only through the registry, which refuses pids that were
 //!   already reaped (see `registry.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -137,6 +138,10 @@ pub(crate) struct OsEffects {
     kit: ProbeKit,
     timers: Timers,
     hooks: HookKit,
+    sources: crate::autoscale::sources::SourceKit,
+    /// CPU readings per autoscale metric (`process#index`): utilization
+    /// needs the previous one.
+    cpu: Arc<std::sync::Mutex<HashMap<String, Arc<crate::autoscale::sources::CpuTracker>>>>,
 }
 
 impl OsEffects {
@@ -146,6 +151,12 @@ impl OsEffects {
             tx,
             registry: Arc::clone(&kit.registry),
             spawner: kit.spawner.clone(),
+            sources: crate::autoscale::sources::SourceKit::new(
+                kit.spawner.clone(),
+                Arc::clone(&kit.registry),
+                kit.http.clone(),
+            ),
+            cpu: Arc::default(),
             hooks: HookKit {
                 spawner: kit.spawner.clone(),
                 registry: Arc::clone(&kit.registry),
@@ -269,6 +280,58 @@ impl Effects for OsEffects {
                 owner: job.owner,
                 point: job.point,
                 outcome,
+            }));
+        });
+    }
+
+    fn sample_metrics(&mut self, job: SampleJob) {
+        let kit = self.sources.clone();
+        let tx = self.tx.clone();
+        let trackers: Vec<Arc<crate::autoscale::sources::CpuTracker>> = {
+            let mut map = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
+            (0..job.metrics.len())
+                .map(|i| {
+                    Arc::clone(
+                        map.entry(format!("{}#{i}", job.process))
+                            .or_insert_with(|| {
+                                Arc::new(crate::autoscale::sources::CpuTracker::new())
+                            }),
+                    )
+                })
+                .collect()
+        };
+        tokio::spawn(async move {
+            let job = Arc::new(job);
+            let mut set = tokio::task::JoinSet::new();
+            for (i, tracker) in trackers.into_iter().enumerate() {
+                let (kit, job) = (kit.clone(), Arc::clone(&job));
+                set.spawn(async move {
+                    let Some(m) = job.metrics.get(i) else {
+                        return (i, Err("no such metric".to_string()));
+                    };
+                    let ctx = crate::autoscale::sources::SampleContext {
+                        base: &job.base,
+                        sessions: &job.pids,
+                        cpu: &tracker,
+                    };
+                    let r =
+                        crate::autoscale::sources::sample(&kit, &m.source, &ctx, m.timeout).await;
+                    (i, r.map_err(|e| e.to_string()))
+                });
+            }
+            let mut results: Vec<Result<f64, String>> =
+                vec![Err("not sampled".to_string()); job.metrics.len()];
+            while let Some(done) = set.join_next().await {
+                if let Ok((i, r)) = done {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = r;
+                    }
+                }
+            }
+            let _ = tx.send(Msg::Samples(SampleReport {
+                process: Arc::clone(&job.process),
+                gen: job.gen,
+                results,
             }));
         });
     }

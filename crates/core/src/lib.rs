@@ -62,7 +62,8 @@ pub use snapshot::{
     InstanceSnap, ProcessSnap, RestartCounts, RestartReason, ScaleEvents, Snapshot, Target,
 };
 pub use supervisor::{
-    Action, ActionDone, AutoscaleChanged, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
+    Action, ActionDone, AutoscaleChanged, CommandError, ReloadSummary, RunStarted, ScaleOutcome,
+    SignalEvent,
 };
 
 use effects::OsEffects;

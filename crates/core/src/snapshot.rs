@@ -12,8 +12,8 @@ use std::time::SystemTime;
 
 use phpeek_config::{Dependency, ProcessType, RestartPolicy};
 use phpeek_wire::{
-    AutoscaleInfo, AutoscaleLast, AutoscaleMetricInfo, Health, InstanceInfo, InstanceState, LastRun, ProcessInfo, ProcessState, Rollout, RunInfo,
-    RunResult, ScheduleInfo,
+    AutoscaleInfo, AutoscaleLast, AutoscaleMetricInfo, Health, InstanceInfo, InstanceState,
+    LastRun, ProcessInfo, ProcessState, Rollout, RunInfo, RunResult, ScheduleInfo,
 };
 
 use crate::logs::LogRing;

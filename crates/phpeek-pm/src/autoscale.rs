@@ -101,7 +101,14 @@ pub fn table(processes: &[ProcessInfo]) -> String {
         return String::new();
     }
     let headers = [
-        "AUTOSCALE", "STATE", "MIN-MAX", "RECOMMENDED", "DESIRED", "RUNNING", "LIMITED BY", "METRICS",
+        "AUTOSCALE",
+        "STATE",
+        "MIN-MAX",
+        "RECOMMENDED",
+        "DESIRED",
+        "RUNNING",
+        "LIMITED BY",
+        "METRICS",
     ];
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {

@@ -229,7 +229,9 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
             Cmd::Stop { name } => client::action(&client, name, "stop").await,
             Cmd::Restart { name } => client::action(&client, name, "restart").await,
             Cmd::Run { name } => runs::run(&client, name).await,
-            Cmd::Autoscale { name, set } => autoscale::autoscale(&client, name, set.as_deref()).await,
+            Cmd::Autoscale { name, set } => {
+                autoscale::autoscale(&client, name, set.as_deref()).await
+            }
             Cmd::Runs { name, json } => runs::runs(&client, name, *json).await,
             Cmd::Logs {
                 name,

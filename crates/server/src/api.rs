@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use phpeek_core::{Action, CommandError, Handle, ReloadError, ScaleOutcome, Target};
 use phpeek_wire::{
     ActionResponse, AutoscaleInfo, AutoscaleLast, AutoscaleMetricInfo, AutoscaleRequest,
-    AutoscaleResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LastRun, LogLine,
-    LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, RunInfo,
+    AutoscaleResponse, ErrorResponse, HealthResponse, InstanceInfo, InstanceState, LastRun,
+    LogLine, LogsResponse, ProcessInfo, ProcessOrInstance, ReadyResponse, ReloadResponse, RunInfo,
     RunResponse, RunResult, RunTrigger, ScaleResponse, ScheduleInfo,
 };
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use utoipa::OpenApi;
 use crate::auth::TokenCheck;
 use crate::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, ScaleBody, Security, Unauthorized,
-    EXAMPLE_INSTANCE, EXAMPLE_AUTOSCALED, EXAMPLE_PROCESS, EXAMPLE_SCHEDULED, OPEN_PATHS,
+    EXAMPLE_AUTOSCALED, EXAMPLE_INSTANCE, EXAMPLE_PROCESS, EXAMPLE_SCHEDULED, OPEN_PATHS,
 };
 
 /// Largest request body accepted.
@@ -141,7 +141,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/processes/{name}/restart", post(restart_process))
         .route("/api/v1/processes/{name}/logs", get(process_logs))
         .route("/api/v1/processes/{name}/run", post(run_process))
-        .route("/api/v1/processes/{name}/autoscale", post(autoscale_process))
+        .route(
+            "/api/v1/processes/{name}/autoscale",
+            post(autoscale_process),
+        )
         .route("/api/v1/processes/{name}/runs", get(process_runs))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/openapi.json", get(openapi))

@@ -30,6 +30,7 @@
 
 pub mod idle;
 mod policy;
+pub mod sources;
 mod windows;
 
 #[cfg(test)]
@@ -39,4 +40,5 @@ pub use policy::{
     decide, Behavior, Decision, Input, LimitedBy, MetricDesire, PolicyConfig, PolicyState, Sample,
     SampleError, Step, StepRow, Target, DEFAULT_TOLERANCE, FALLBACK_AFTER,
 };
+pub use sources::{sample, CpuTracker, SampleContext, SampleFailure, SourceKit};
 pub use windows::{active, effective_bounds, Bounds, Window, WindowConfig, WindowError};

@@ -197,9 +197,21 @@ pub(super) fn autoscale_snap(p: &Process) -> Option<AutoscaleSnap> {
         recommended_unclamped: a.last.as_ref().map(|l| l.recommended_unclamped),
         desired: p.desired,
         at: a.last.as_ref().map(|l| l.at),
-        metrics: a.last.as_ref().map(|l| l.metrics.clone()).unwrap_or_default(),
-        limited_by: a.last.as_ref().and_then(|l| l.limited_by.map(LimitedBy::as_str)),
-        errors: a.names.iter().cloned().zip(a.errors.iter().copied()).collect(),
+        metrics: a
+            .last
+            .as_ref()
+            .map(|l| l.metrics.clone())
+            .unwrap_or_default(),
+        limited_by: a
+            .last
+            .as_ref()
+            .and_then(|l| l.limited_by.map(LimitedBy::as_str)),
+        errors: a
+            .names
+            .iter()
+            .cloned()
+            .zip(a.errors.iter().copied())
+            .collect(),
     })
 }
 
@@ -253,7 +265,10 @@ impl<E: Effects> Supervisor<E> {
         }
         let interval = a.interval;
         if a.sampling {
-            tracing::warn!(process = pname, "`{pname}`: the last samples are still being taken; skipping a round");
+            tracing::warn!(
+                process = pname,
+                "`{pname}`: the last samples are still being taken; skipping a round"
+            );
             self.arm_autoscale(pname, interval);
             return;
         }
@@ -278,7 +293,11 @@ impl<E: Effects> Supervisor<E> {
             base,
             pids,
         };
-        if let Some(a) = self.processes.get_mut(pname).and_then(|p| p.autoscaler.as_mut()) {
+        if let Some(a) = self
+            .processes
+            .get_mut(pname)
+            .and_then(|p| p.autoscaler.as_mut())
+        {
             a.sampling = true;
         }
         self.fx.sample_metrics(job);
@@ -365,7 +384,11 @@ impl<E: Effects> Supervisor<E> {
 
     /// A manual scale pauses the autoscaler of that process.
     pub(super) fn pause_autoscaler(&mut self, pname: &str) {
-        if let Some(a) = self.processes.get_mut(pname).and_then(|p| p.autoscaler.as_mut()) {
+        if let Some(a) = self
+            .processes
+            .get_mut(pname)
+            .and_then(|p| p.autoscaler.as_mut())
+        {
             if a.mode == Mode::Active {
                 a.mode = Mode::Manual;
                 tracing::info!(process = pname, "autoscaler of `{pname}` paused by a manual scale; re-enable with POST /api/v1/processes/{pname}/autoscale {{\"enabled\": true}}");
@@ -380,7 +403,9 @@ impl<E: Effects> Supervisor<E> {
         enabled: bool,
     ) -> Result<AutoscaleChanged, CommandError> {
         let Some(p) = self.processes.get_mut(pname) else {
-            return Err(CommandError::NotFound(format!("no process named `{pname}`")));
+            return Err(CommandError::NotFound(format!(
+                "no process named `{pname}`"
+            )));
         };
         let Some(a) = p.autoscaler.as_mut() else {
             return Err(CommandError::BadRequest(format!(

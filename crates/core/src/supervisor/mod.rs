@@ -55,7 +55,8 @@ use crate::effects::Effects;
 use crate::snapshot::{ProcessSnap, Snapshot};
 
 pub use messages::{
-    Action, ActionDone, AutoscaleChanged, CommandError, ReloadSummary, RunStarted, ScaleOutcome, SignalEvent,
+    Action, ActionDone, AutoscaleChanged, CommandError, ReloadSummary, RunStarted, ScaleOutcome,
+    SignalEvent,
 };
 pub(crate) use messages::{
     HookReport, InstanceRef, Msg, ProbeReport, Reply, Request, SpawnReport, Timer, TimerKind,

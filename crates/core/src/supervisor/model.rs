@@ -259,6 +259,10 @@ impl Process {
             .schedule
             .as_ref()
             .map_or(phpeek_config::DEFAULT_SCHEDULE_HISTORY, |s| s.history);
+        let autoscaler = cfg
+            .autoscale
+            .as_ref()
+            .map(|a| super::autoscaling::Autoscaler::new(&name, a));
         Process {
             name,
             desired,
@@ -273,10 +277,7 @@ impl Process {
             previous: None,
             schedule,
             history: Arc::new(RunHistory::new(history)),
-            autoscaler: cfg
-                .autoscale
-                .as_ref()
-                .map(|a| super::autoscaling::Autoscaler::new(&name, a)),
+            autoscaler,
         }
     }
 

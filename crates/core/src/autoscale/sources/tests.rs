@@ -1,0 +1,1 @@
+//! Real-component tests of the sources.

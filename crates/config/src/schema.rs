@@ -185,6 +185,8 @@ struct FileGlobal {
     /// Child output held while the manager's stdout is slow (default 8MiB;
     /// 64KiB to 1GiB); when full, children block on their pipes.
     log_buffer: Option<SizeText>,
+    /// Reload when the file changes (default false; `serve --watch` too).
+    watch_config: Option<Flag>,
 }
 
 #[derive(JsonSchema)]

@@ -50,6 +50,8 @@ pub struct Global {
     /// Bytes of child output read and not yet written, across all
     /// instances and both streams; when full, children wait.
     pub log_buffer: u64,
+    /// Reload when the config file changes (`serve --watch` also turns it on).
+    pub watch_config: bool,
 }
 
 /// Default of `global.log_buffer`: 8 MiB.
@@ -79,6 +81,7 @@ impl Default for Global {
             max_restart_attempts: 0,
             dependency_timeout: Duration::from_secs(300),
             log_buffer: DEFAULT_LOG_BUFFER,
+            watch_config: false,
         }
     }
 }

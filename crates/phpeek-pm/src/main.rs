@@ -4,6 +4,7 @@
 mod client;
 mod logging;
 mod tui;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,7 +47,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the manager (the default).
-    Serve,
+    Serve {
+        /// Reload when the config file changes (as `global.watch_config: true`).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Show every instance of a running manager.
     Status {
         /// Print the API's JSON instead of a table.
@@ -125,7 +130,8 @@ fn load(cli: &Cli) -> Result<(Config, PathBuf), ConfigErrors> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Cmd::Serve) => serve(&cli),
+        None => serve(&cli, false),
+        Some(Cmd::Serve { watch }) => serve(&cli, watch),
         Some(Cmd::CheckConfig) => match load(&cli) {
             Ok((config, _)) => emit(&phpeek_config::to_yaml(&config)),
             Err(e) => {
@@ -205,7 +211,7 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
             } => client::logs(&client, name, *lines, *follow).await,
             Cmd::Reload => client::reload(&client).await,
             Cmd::Tui => tui::run(&client).await,
-            Cmd::Serve
+            Cmd::Serve { .. }
             | Cmd::CheckConfig
             | Cmd::Schema
             | Cmd::Version
@@ -218,7 +224,7 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
     }
 }
 
-fn serve(cli: &Cli) -> ExitCode {
+fn serve(cli: &Cli, watch: bool) -> ExitCode {
     let (config, path) = match load(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -248,6 +254,12 @@ fn serve(cli: &Cli) -> ExitCode {
         );
         let core = phpeek_core::start(config.clone(), path.clone())?;
         listeners.serve(&config, core.handle.clone());
+        if watch || config.global.watch_config {
+            // Reloads still work by SIGHUP and the API when this fails.
+            if let Err(e) = watch::watch_config_file(&path, core.handle.clone()) {
+                tracing::error!("{e}; reload with SIGHUP or POST /api/v1/reload instead");
+            }
+        }
         anyhow::Ok(core.wait().await)
     });
     match result {

@@ -81,6 +81,7 @@ pub(crate) const GLOBAL_KEYS: &[&str] = &[
     "max_restart_attempts",
     "dependency_timeout",
     "log_buffer",
+    "watch_config",
 ];
 pub(crate) const PROCESS_KEYS: &[&str] = &[
     "enabled",

@@ -2,6 +2,7 @@
 //! configuration tools.
 
 mod client;
+mod import;
 mod logging;
 mod tui;
 mod watch;
@@ -98,6 +99,42 @@ enum Cmd {
     Schema,
     /// Print the version.
     Version,
+    /// Print another manager's config as an equivalent phpeek-pm YAML.
+    #[command(subcommand)]
+    Import(ImportCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// A supervisord.conf: [program:x] sections become processes.
+    Supervisord { file: PathBuf },
+    /// A Procfile: each `name: command` line becomes a process.
+    Procfile { file: PathBuf },
+}
+
+/// Prints the imported config; an unreadable source is one line, exit 2.
+fn run_import(cmd: &ImportCmd) -> ExitCode {
+    let (draft, file) = match cmd {
+        ImportCmd::Supervisord { file } => (import::import_supervisord(file), file),
+        ImportCmd::Procfile { file } => (import::import_procfile(file), file),
+    };
+    match draft {
+        Ok(draft) => {
+            let warnings = draft.warnings();
+            if warnings > 0 {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "phpeek-pm: {}: {warnings} setting(s) not mapped; see the `# warning:` comments",
+                    file.display()
+                );
+            }
+            emit(&draft.render())
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr().lock(), "phpeek-pm: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn print_errors(errors: &ConfigErrors) {
@@ -159,6 +196,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "phpeek-pm", &mut out);
             emit(&String::from_utf8_lossy(&out))
         }
+        Some(Cmd::Import(ref cmd)) => run_import(cmd),
         Some(ref c) => run_client(&cli, c),
     }
 }
@@ -215,6 +253,7 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
             | Cmd::CheckConfig
             | Cmd::Schema
             | Cmd::Version
+            | Cmd::Import(_)
             | Cmd::Completions { .. } => Ok(()),
         }
     });

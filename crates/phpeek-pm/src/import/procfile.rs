@@ -13,6 +13,8 @@ use super::{literal, process_name, Draft, DraftProcess};
 
 /// foreman's first port.
 const BASE_PORT: u32 = 5000;
+/// The highest first port that leaves room for a few instances.
+const MAX_FIRST_PORT: u32 = 65_000;
 
 /// Converts the text of a Procfile.
 pub fn convert(text: &str) -> Result<Draft, (usize, String)> {
@@ -51,15 +53,26 @@ pub fn convert(text: &str) -> Result<Draft, (usize, String)> {
             return Err((line, format!("`{source}` has no name phpeek-pm can use")));
         };
         let index = u32::try_from(draft.processes.len()).unwrap_or(u32::MAX);
+        let port = index
+            .checked_mul(100)
+            .and_then(|o| o.checked_add(BASE_PORT))
+            .filter(|p| *p <= MAX_FIRST_PORT);
         let mut p = DraftProcess {
             name: name.clone(),
             command: vec!["sh".into(), "-c".into(), literal(command)],
             scale: Some(1),
             restart: Some("always"),
-            env: vec![("PORT".into(), "${PHPEEK_PM_INSTANCE_PORT}".into())],
-            port_base: Some((BASE_PORT + 100 * index).saturating_sub(1)),
             ..DraftProcess::default()
         };
+        match port {
+            Some(port) => {
+                p.env = vec![("PORT".into(), "${PHPEEK_PM_INSTANCE_PORT}".into())];
+                p.port_base = Some(port - 1);
+            }
+            None => p.notes.push(format!(
+                "warning: line {line}: foreman's PORT for this process would be above {MAX_FIRST_PORT}: not set"
+            )),
+        }
         if name != source {
             p.notes.push(format!(
                 "warning: line {line}: `{source}` is named `{name}` (phpeek-pm names are [a-z0-9][a-z0-9_-]*)"

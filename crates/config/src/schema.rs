@@ -252,6 +252,8 @@ struct FileGlobal {
     log_buffer: Option<SizeText>,
     /// Commands run around the manager's own start and stop.
     hooks: Option<FileGlobalHooks>,
+    /// Reload when the file changes (default false; `serve --watch` too).
+    watch_config: Option<Flag>,
 }
 
 /// TLS files of a listener.

@@ -58,6 +58,8 @@ pub struct Global {
     pub log_buffer: u64,
     /// `global.hooks`: commands run around the manager's own start and stop.
     pub hooks: GlobalHooks,
+    /// Reload when the config file changes (`serve --watch` also turns it on).
+    pub watch_config: bool,
 }
 
 /// `global.api_tls` / `global.metrics_tls`: PEM files, checked at load
@@ -110,6 +112,7 @@ impl Default for Global {
             dependency_timeout: Duration::from_secs(300),
             log_buffer: DEFAULT_LOG_BUFFER,
             hooks: GlobalHooks::default(),
+            watch_config: false,
         }
     }
 }

@@ -3,9 +3,11 @@
 
 mod autoscale;
 mod client;
+mod import;
 mod logging;
 mod runs;
 mod tui;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,7 +53,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the manager (the default).
-    Serve,
+    Serve {
+        /// Reload when the config file changes (as `global.watch_config: true`).
+        #[arg(long)]
+        watch: bool,
+    },
     /// Show every instance of a running manager.
     Status {
         /// Print the API's JSON instead of a table.
@@ -115,6 +121,42 @@ enum Cmd {
     Schema,
     /// Print the version.
     Version,
+    /// Print another manager's config as an equivalent phpeek-pm YAML.
+    #[command(subcommand)]
+    Import(ImportCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// A supervisord.conf: [program:x] sections become processes.
+    Supervisord { file: PathBuf },
+    /// A Procfile: each `name: command` line becomes a process.
+    Procfile { file: PathBuf },
+}
+
+/// Prints the imported config; an unreadable source is one line, exit 2.
+fn run_import(cmd: &ImportCmd) -> ExitCode {
+    let (draft, file) = match cmd {
+        ImportCmd::Supervisord { file } => (import::import_supervisord(file), file),
+        ImportCmd::Procfile { file } => (import::import_procfile(file), file),
+    };
+    match draft {
+        Ok(draft) => {
+            let warnings = draft.warnings();
+            if warnings > 0 {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "phpeek-pm: {}: {warnings} setting(s) not mapped; see the `# warning:` comments",
+                    file.display()
+                );
+            }
+            emit(&draft.render())
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr().lock(), "phpeek-pm: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn print_errors(errors: &ConfigErrors) {
@@ -150,7 +192,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Cmd::Serve) => serve(&cli),
+        None => serve(&cli, false),
+        Some(Cmd::Serve { watch }) => serve(&cli, watch),
         Some(Cmd::CheckConfig) => match load(&cli) {
             Ok((config, _)) => emit(&phpeek_config::to_yaml(&config)),
             Err(e) => {
@@ -178,6 +221,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "phpeek-pm", &mut out);
             emit(&String::from_utf8_lossy(&out))
         }
+        Some(Cmd::Import(ref cmd)) => run_import(cmd),
         Some(ref c) => run_client(&cli, c),
     }
 }
@@ -240,10 +284,11 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
             } => client::logs(&client, name, *lines, *follow).await,
             Cmd::Reload => client::reload(&client).await,
             Cmd::Tui => tui::run(&client).await,
-            Cmd::Serve
+            Cmd::Serve { .. }
             | Cmd::CheckConfig
             | Cmd::Schema
             | Cmd::Version
+            | Cmd::Import(_)
             | Cmd::Completions { .. } => Ok(()),
         }
     });
@@ -253,7 +298,7 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
     }
 }
 
-fn serve(cli: &Cli) -> ExitCode {
+fn serve(cli: &Cli, watch: bool) -> ExitCode {
     let (config, path) = match load(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -283,6 +328,12 @@ fn serve(cli: &Cli) -> ExitCode {
         );
         let core = phpeek_core::start(config.clone(), path.clone())?;
         listeners.serve(&config, core.handle.clone());
+        if watch || config.global.watch_config {
+            // Reloads still work by SIGHUP and the API when this fails.
+            if let Err(e) = watch::watch_config_file(&path, core.handle.clone()) {
+                tracing::error!("{e}; reload with SIGHUP or POST /api/v1/reload instead");
+            }
+        }
         anyhow::Ok(core.wait().await)
     });
     match result {

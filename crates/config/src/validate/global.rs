@@ -92,6 +92,7 @@ pub(super) fn parse_global(node: &Node, ctx: &mut Ctx<'_>, g: &mut Global) -> Op
                 got => set(&mut g.log_buffer, got),
             },
             "hooks" => g.hooks = parse_global_hooks(n, &path, ctx),
+            "watch_config" => set(&mut g.watch_config, ctx.bool(n, &path)),
             _ => {
                 let extra = if PROCESS_KEYS.contains(&e.key.as_str()) {
                     " (this is a process setting: put it under `processes.<name>:`)"

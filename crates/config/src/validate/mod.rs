@@ -95,6 +95,7 @@ pub(crate) const GLOBAL_KEYS: &[&str] = &[
     "dependency_timeout",
     "log_buffer",
     "hooks",
+    "watch_config",
 ];
 pub(crate) const PROCESS_KEYS: &[&str] = &[
     "enabled",

@@ -490,6 +490,10 @@ fn what_autoscale_excludes() {
             "phpeek-pm.yaml:6:5: processes.q.scale_down: not with a schedule: a scheduled process has no standing instances (each run is one instance, not probed, scaled or restarted)",
         ]
     );
+    ok(
+        &q("schedule: \"* * * * *\"\nscale_down: ~"),
+        &Env::default(),
+    );
     assert_eq!(
         q_errs("type: oneshot\nautoscale: { min: 1, max: 2 }"),
         ["phpeek-pm.yaml:5:5: processes.q.autoscale: is only for longrun processes: a one-shot runs to its end, it has no standing count to scale"]

@@ -171,7 +171,10 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
             }
             "scale_down" => {
                 p.scale_down = parse_scale_down(n, &path, ctx);
-                meta.scale_down_key = Some(e.key_origin.clone());
+                // Null or `{}` says nothing (and is fine with a schedule).
+                if matches!(&n.value, Value::Map(m) if !m.is_empty()) {
+                    meta.scale_down_key = Some(e.key_origin.clone());
+                }
             }
             "env" => read_env(n, &path, ctx, &mut p, &mut meta),
             "working_dir" => {

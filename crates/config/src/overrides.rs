@@ -12,7 +12,12 @@
 //! `-` turned into `_`. A variable matches process `p` when it starts with
 //! `PHPEEK_PM_PROCESS_<P>_` and the rest is a known key (`ENABLED`,
 //! `TYPE`, `COMMAND`, `RESTART`, `SCALE`, `MAX_SCALE`, `WORKING_DIR`,
-//! `USER`, `GROUP`, `PORT_BASE`, `SCHEDULE`, `ENV_<VAR>`).
+//! `USER`, `GROUP`, `PORT_BASE`, `SCHEDULE`, `AUTOSCALE_MIN`,
+//! `AUTOSCALE_MAX`, `AUTOSCALE_DRY_RUN`, `ENV_<VAR>`).
+//!
+//! `AUTOSCALE_*` set one key of the process's `autoscale:` mapping (the
+//! other keys stay); without one in the file the mapping is created, so
+//! its missing bounds are then reported against the variable.
 //!
 //! `SCHEDULE` is a cron string: it sets the short form, or, when the file
 //! has the long form, replaces its `cron` and keeps the other schedule
@@ -47,6 +52,9 @@ const PROCESS_OVERRIDE_KEYS: &[&str] = &[
     "GROUP",
     "PORT_BASE",
     "SCHEDULE",
+    "AUTOSCALE_MIN",
+    "AUTOSCALE_MAX",
+    "AUTOSCALE_DRY_RUN",
 ];
 
 /// Global keys that hold lists or mappings: not settable by a variable.
@@ -218,6 +226,9 @@ fn lower_keys() -> Vec<&'static str> {
         "group",
         "port_base",
         "schedule",
+        "autoscale_min",
+        "autoscale_max",
+        "autoscale_dry_run",
     ]
 }
 
@@ -243,6 +254,16 @@ fn set_process_key(
     let Value::Map(fields) = &mut proc_node.value else {
         return; // reported by the validator
     };
+    if let Some(sub) = key.strip_prefix("AUTOSCALE_") {
+        if let Some(autoscale) = child_map(fields, "autoscale", var) {
+            set_entry(
+                autoscale,
+                &sub.to_ascii_lowercase(),
+                Node::env_scalar(value, var),
+            );
+        }
+        return;
+    }
     if let Some(var_name) = key.strip_prefix("ENV_") {
         if let Some(env_map) = child_map(fields, "env", var) {
             set_entry(env_map, var_name, Node::env_scalar(value, var));

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::substitute::escape_for_file;
-use crate::{Config, HealthCheckKind, Hook};
+use crate::{Autoscale, Config, HealthCheckKind, Hook, IdleDetection, MetricSource, ScaleDown};
 
 fn esc(s: &str) -> String {
     escape_for_file(s)
@@ -22,6 +22,47 @@ fn esc_path(p: &std::path::Path) -> PathBuf {
 fn esc_hooks(hooks: &mut [Hook]) {
     for h in hooks {
         h.command = h.command.iter().map(|s| esc(s)).collect();
+    }
+}
+
+fn esc_autoscale(a: &mut Autoscale) {
+    for m in &mut a.metrics {
+        match &mut m.source {
+            MetricSource::Redis { url, llen } => {
+                *url = esc(url);
+                *llen = esc(llen);
+            }
+            MetricSource::Command(argv) => *argv = argv.iter().map(|s| esc(s)).collect(),
+            MetricSource::Http { url, json } => {
+                *url = esc(url);
+                *json = esc(json);
+            }
+            MetricSource::Prometheus {
+                url,
+                metric,
+                labels,
+            } => {
+                *url = esc(url);
+                *metric = esc(metric);
+                // Label names are keys (never substituted); values are not.
+                for v in labels.values_mut() {
+                    *v = esc(v);
+                }
+            }
+            MetricSource::Cpu { .. } => {}
+        }
+    }
+    for w in &mut a.windows {
+        w.start = esc(&w.start);
+        w.end = esc(&w.end);
+        w.timezone = esc(&w.timezone);
+    }
+}
+
+fn esc_scale_down(sd: &mut ScaleDown) {
+    if let Some(IdleDetection::Regex { busy, idle }) = &mut sd.idle {
+        *busy = esc(busy);
+        *idle = esc(idle);
     }
 }
 
@@ -66,6 +107,10 @@ fn escaped(config: &Config) -> Config {
             s.cron = esc(&s.cron);
             s.timezone = esc(&s.timezone);
         }
+        if let Some(a) = &mut p.autoscale {
+            esc_autoscale(a);
+        }
+        esc_scale_down(&mut p.scale_down);
         if let Some(hc) = &mut p.health_check {
             match &mut hc.kind {
                 HealthCheckKind::Tcp { address } => *address = esc(address),

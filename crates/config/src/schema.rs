@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::{
     Concurrency, DependencyCondition, HealthCheckType, InitialState, LogFormat, LogLevel,
-    OnFailure, ProcessType, RestartPolicy,
+    OnFailure, ProcessType, RestartPolicy, ScaleDownOrder,
 };
 
 fn schema(v: Value) -> Schema {
@@ -186,6 +186,33 @@ scalar_schema!(
     json!({ "anyOf": [ { "type": "integer", "minimum": 100, "maximum": 599 }, var_string() ] })
 );
 
+scalar_schema!(
+    Number,
+    "Number",
+    json!({ "anyOf": [ { "type": "number" }, var_string() ] })
+);
+scalar_schema!(
+    MaxStepText,
+    "MaxStep",
+    json!({
+        "description": "instances per period (`4`), or percent of the current count (`100%`, at most 1000%)",
+        "anyOf": [
+            { "type": "integer", "minimum": 0 },
+            { "type": "string", "pattern": r"^\s*\d+\s*%\s*$" },
+            var_string()
+        ]
+    })
+);
+scalar_schema!(
+    Labels,
+    "Labels",
+    json!({
+        "type": "object",
+        "propertyNames": { "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$" },
+        "additionalProperties": { "type": ["string", "number", "boolean", "null"] }
+    })
+);
+
 /// phpeek-pm configuration file.
 #[derive(JsonSchema)]
 #[schemars(title = "phpeek-pm configuration")]
@@ -300,6 +327,11 @@ struct FileProcess {
     hooks: Option<FileProcessHooks>,
     /// started (default) or stopped (defined, started on request).
     initial_state: Option<InitialState>,
+    /// The manager sets the scale itself from metrics and time windows
+    /// (not with a schedule, not for one-shots).
+    autoscale: Option<FileAutoscale>,
+    /// Which instances a scale-down stops.
+    scale_down: Option<FileScaleDown>,
     /// Extra environment variables.
     env: Option<EnvMap>,
     /// Working directory.
@@ -394,6 +426,176 @@ struct FileProcessHooks {
     pre_stop: Option<HookList>,
     /// After it stopped.
     post_stop: Option<HookList>,
+}
+
+/// `autoscale:` (SPEC 12).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileAutoscale {
+    /// The fewest instances (required; `scale` defaults to it).
+    min: Count,
+    /// The most instances (required; within max_scale and
+    /// global.max_process_scale).
+    max: Count,
+    /// How often the metrics are sampled (default 15s, at least 1s).
+    interval: Option<DurationText>,
+    /// The desired count is the largest any metric asks for; none = the
+    /// effective min (time windows only).
+    metrics: Option<Vec<FileMetric>>,
+    /// Time windows that move min and max.
+    windows: Option<Vec<FileWindow>>,
+    /// Tolerance, stabilization and rate limits.
+    behavior: Option<FileBehavior>,
+    /// The count when every metric failed 3 times in a row (within
+    /// min..max; default: hold).
+    fallback: Option<Count>,
+    /// Decide, show and export; do not act (default false).
+    dry_run: Option<Flag>,
+}
+
+/// One metric: exactly one source (redis, command, http, prometheus or
+/// cpu) and, except for cpu, one target (per_instance or steps).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schemars(extend("minProperties" = 2))]
+struct FileMetric {
+    /// LLEN of a key on a Redis server.
+    redis: Option<FileRedisSource>,
+    /// The first number this command prints on stdout.
+    command: Option<Command>,
+    /// A number in a JSON document, by dotted path.
+    http: Option<FileHttpSource>,
+    /// One sample of a Prometheus text exposition.
+    prometheus: Option<FilePrometheusSource>,
+    /// Average CPU of the running instances (takes no target).
+    cpu: Option<FileCpuSource>,
+    /// desired = ceil(value / per_instance); more than 0.
+    per_instance: Option<Number>,
+    /// Rows tried in order (highest `above` first): the first whose
+    /// `above` the value exceeds gives the count, else min.
+    steps: Option<Vec<FileStep>>,
+    /// A sample that takes longer fails (default: the smaller of interval
+    /// and 5s).
+    timeout: Option<DurationText>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileRedisSource {
+    /// redis://[user][:password@]host[:port][/db], or rediss:// (TLS).
+    url: String,
+    /// The list key whose length is the value.
+    llen: String,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileHttpSource {
+    /// http:// or https:// URL answering JSON.
+    url: String,
+    /// Dotted path to the number, e.g. queues.default.pending (numbers
+    /// index arrays).
+    json: String,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FilePrometheusSource {
+    /// http:// or https:// URL of a text exposition.
+    url: String,
+    /// Metric name ([a-zA-Z_:][a-zA-Z0-9_:]*).
+    #[schemars(regex(pattern = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))]
+    metric: String,
+    /// Labels the sample must have.
+    labels: Option<Labels>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileCpuSource {
+    /// Target % of one core per instance (more than 0, at most 1000).
+    utilization: Number,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileStep {
+    /// The row matches a value above this (each row below the previous).
+    above: Number,
+    /// The count it asks for (within min..max).
+    instances: Count,
+}
+
+/// Active between a `start` tick and the next `end` tick, in its zone.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+#[schemars(extend("anyOf" = [ { "required": ["min"] }, { "required": ["max"] } ]))]
+struct FileWindow {
+    start: CronText,
+    end: CronText,
+    /// IANA zone name (default: $TZ when it names a zone, else UTC).
+    timezone: Option<String>,
+    /// The lower bound while active (at most autoscale.max).
+    min: Option<Count>,
+    /// The upper bound while active (at least autoscale.min).
+    max: Option<Count>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileBehavior {
+    /// Relative change within which nothing changes (default 0.1; 0 to
+    /// below 1).
+    tolerance: Option<Number>,
+    /// Default: stabilization 0s, max_step 4, period 15s.
+    scale_up: Option<FileScaleBehavior>,
+    /// Default: stabilization 300s, max_step 100%, period 15s.
+    scale_down: Option<FileScaleBehavior>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileScaleBehavior {
+    /// Recommendations kept this long; up to the lowest (up) or down to
+    /// the highest (down) of them.
+    stabilization: Option<DurationText>,
+    /// At most this change per period.
+    max_step: Option<MaxStepText>,
+    /// The period of max_step (more than 0).
+    period: Option<DurationText>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileScaleDown {
+    /// highest (default) or idle_first.
+    order: Option<ScaleDownOrder>,
+    /// How busy and idle are told apart (required by idle_first).
+    idle: Option<FileIdle>,
+}
+
+/// `{ laravel_json: true }` or `{ busy: REGEX, idle: REGEX }`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileIdle {
+    /// Laravel's `queue:work --json` statuses.
+    laravel_json: Option<Flag>,
+    /// A line matching this makes the instance busy (regex).
+    busy: Option<String>,
+    /// A line matching this makes it idle again (regex).
+    idle: Option<String>,
 }
 
 /// `health_check:`: one object per check type, told apart by `type`
@@ -502,6 +704,9 @@ mod tests {
             "oneshot",
             "starting_deadline",
             "continue_on_error",
+            "idle_first",
+            "per_instance",
+            "stabilization",
         ] {
             assert!(text.contains(needle), "{needle} missing");
         }

@@ -444,16 +444,44 @@ pub struct Autoscale {
 pub const DEFAULT_AUTOSCALE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// One metric: where its value comes from and how it becomes a count.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Serialised in the file's shape: the source key (`redis: {…}`), the
+/// target key (`per_instance` or `steps`; none for `cpu`) and `timeout`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AutoscaleMetric {
-    #[serde(flatten)]
     pub source: MetricSource,
-    #[serde(flatten)]
     pub target: MetricTarget,
     /// A sample that takes longer fails (default: the smaller of
     /// `interval` and 5 s).
-    #[serde(with = "duration_text")]
     pub timeout: Duration,
+}
+
+impl Serialize for AutoscaleMetric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// The file's keys of one metric entry.
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            #[serde(flatten)]
+            source: &'a MetricSource,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            per_instance: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            steps: Option<&'a [StepRow]>,
+            #[serde(with = "duration_text")]
+            timeout: Duration,
+        }
+        let (per_instance, steps) = match &self.target {
+            MetricTarget::PerInstance(n) => (Some(*n), None),
+            MetricTarget::Steps(rows) => (None, Some(rows.as_slice())),
+            MetricTarget::Utilization => (None, None),
+        };
+        Entry {
+            source: &self.source,
+            per_instance,
+            steps,
+            timeout: self.timeout,
+        }
+        .serialize(s)
+    }
 }
 
 /// Where a metric's value comes from; serialised as `kind: { … }`.
@@ -611,9 +639,9 @@ impl ScaleDownOrder {
 }
 vocabulary!(ScaleDownOrder);
 
-/// How busy/idle is read from an instance's own output lines.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// How busy/idle is read from an instance's own output lines. Serialised
+/// in the file's shape: `{ laravel_json: true }` or `{ busy: …, idle: … }`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum IdleDetection {
     /// Laravel's `queue:work --json` statuses (`starting` → busy;
     /// `success`, `failed`, `released_after_exception` → idle).
@@ -621,6 +649,21 @@ pub enum IdleDetection {
     /// Busy from a line matching `busy` until a line matching `idle`
     /// (regexes, checked at load).
     Regex { busy: String, idle: String },
+}
+
+impl Serialize for IdleDetection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            IdleDetection::LaravelJson => map.serialize_entry("laravel_json", &true)?,
+            IdleDetection::Regex { busy, idle } => {
+                map.serialize_entry("busy", busy)?;
+                map.serialize_entry("idle", idle)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// One entry under `processes:`.

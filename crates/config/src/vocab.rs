@@ -81,7 +81,7 @@ pub(crate) use vocabulary;
 mod tests {
     use crate::{
         Concurrency, DependencyCondition, HealthCheckType, InitialState, LogFormat, LogLevel,
-        OnFailure, ProcessType, RestartPolicy,
+        OnFailure, ProcessType, RestartPolicy, ScaleDownOrder,
     };
 
     /// Every variant (the `match`es make a new variant a compile error
@@ -136,6 +136,9 @@ mod tests {
         };
         let concurrency = |v: Concurrency| match v {
             Concurrency::Forbid | Concurrency::Allow | Concurrency::Replace => v,
+        };
+        let order = |v: ScaleDownOrder| match v {
+            ScaleDownOrder::Highest | ScaleDownOrder::IdleFirst => v,
         };
         vec![
             row(
@@ -219,6 +222,12 @@ mod tests {
                 Concurrency::NAMES,
                 Concurrency::as_str,
             ),
+            row(
+                "ScaleDownOrder",
+                &[ScaleDownOrder::Highest, ScaleDownOrder::IdleFirst].map(order),
+                ScaleDownOrder::NAMES,
+                ScaleDownOrder::as_str,
+            ),
         ]
     }
 
@@ -262,6 +271,7 @@ mod tests {
         round_trips(DependencyCondition::NAMES, DependencyCondition::as_str);
         round_trips(InitialState::NAMES, InitialState::as_str);
         round_trips(Concurrency::NAMES, Concurrency::as_str);
+        round_trips(ScaleDownOrder::NAMES, ScaleDownOrder::as_str);
         for &(name, v) in RestartPolicy::NAMES {
             assert_eq!(RestartPolicy::from_name(name), Some(v));
         }

@@ -62,6 +62,34 @@ processes:
       run_on_start: false
       history: 10
       suspended: false
+  queue-auto:
+    command: ["php", "artisan", "queue:work", "--json"]
+    port_base: 7000
+    autoscale:
+      min: 1
+      max: 10
+      interval: 15s
+      metrics:
+        - redis: { url: "redis://:pw@127.0.0.1:6379/0", llen: "queues:default" }
+          per_instance: 100
+        - command: ["php", "artisan", "queue:size"]
+          steps: [{ above: 500, instances: 10 }, { above: 100, instances: 5 }]
+        - http: { url: "https://127.0.0.1:8080/stats", json: "queues.0.pending" }
+          per_instance: 2.5
+          timeout: 2s
+        - prometheus: { url: "http://127.0.0.1:9090/metrics", metric: "jobs:pending", labels: { queue: default } }
+          per_instance: 50
+        - cpu: { utilization: 75 }
+      windows:
+        - { start: "0 9 * * 1-5", end: "0 18 * * 1-5", timezone: Europe/Amsterdam, min: 2 }
+        - { start: "@daily", end: "0 6 * * *", max: 4 }
+      behavior:
+        tolerance: 0.1
+        scale_up: { stabilization: 0s, max_step: 4, period: 15s }
+        scale_down: { stabilization: 300s, max_step: 100%, period: 15s }
+      fallback: 4
+      dry_run: false
+    scale_down: { order: idle_first, idle: { busy: "^Processing", idle: "^(Processed|Failed)$$" } }
 "#;
 
 /// Characters that matter to YAML, substitution and the validator.
@@ -165,6 +193,35 @@ proptest! {
                     prop_assert_eq!(back.as_ref().ok(), Some(&c), "rendered:\n{}", yaml);
                 }
                 Err(e) => prop_assert!(!e.errors.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn random_autoscale_values_never_panic_and_round_trip(
+        url in "(redis|rediss|http|https|ftp)://[a-z:@\\[\\]0-9./]{0,24}",
+        path in "[a-z0-9.]{0,16}",
+        name in "[a-zA-Z0-9_:-]{0,12}",
+        step in "[0-9%. -]{0,6}",
+        number in "[0-9e.+-]{0,6}",
+        regex in "[a-z()\\[\\]|*+?^$\\\\{}]{0,12}",
+        bounds in (0u32..30, 0u32..30, 0u32..30),
+    ) {
+        let q = |s: &str| s.replace('\'', "''");
+        let (min, max, scale) = bounds;
+        let text = format!(
+            "processes:\n  a:\n    command: [a]\n    scale: {scale}\n    autoscale:\n      min: {min}\n      max: {max}\n      metrics:\n        - redis: {{ url: '{u}', llen: q }}\n          per_instance: '{n}'\n        - http: {{ url: '{u}', json: '{p}' }}\n          steps: [{{ above: '{n}', instances: {min} }}]\n        - prometheus: {{ url: '{u}', metric: '{m}', labels: {{ '{m}': x }} }}\n          per_instance: 1\n        - cpu: {{ utilization: '{n}' }}\n      behavior: {{ tolerance: '{n}', scale_up: {{ max_step: '{s}' }} }}\n    scale_down: {{ order: idle_first, idle: {{ busy: '{r}', idle: '{r}' }} }}\n",
+            u = q(&url), p = q(&path), m = q(&name), n = q(&number), s = q(&step), r = q(&regex).replace('$', "$$"),
+        );
+        match parse_str(&text, "fuzz.yaml", &Env::default()) {
+            Ok(c) => {
+                let yaml = to_yaml(&c);
+                let back = parse_str(&yaml, "rendered.yaml", &Env::default());
+                prop_assert_eq!(back.as_ref().ok(), Some(&c), "rendered:\n{}", yaml);
+            }
+            Err(e) => {
+                prop_assert!(!e.errors.is_empty());
+                let _ = e.to_string();
             }
         }
     }

@@ -62,6 +62,7 @@ pub(super) fn cross_checks(
         check_ports(name, p, meta, ctx);
         check_kind(name, p, meta, ctx);
         check_schedule(name, p, meta, config.global.max_process_scale, ctx);
+        check_autoscale(name, p, meta, config.global.max_process_scale, ctx);
         check_dependencies(config, metas, name, meta, ctx);
     }
     check_instance_name_collisions(config, metas, ctx);
@@ -171,7 +172,10 @@ fn check_scale_limits(
 /// `${PHPEEK_PM_INSTANCE_PORT}` without a default.
 fn check_ports(name: &str, p: &ProcessConfig, meta: &ProcMeta, ctx: &mut Ctx<'_>) {
     if let Some(port) = p.port_base {
-        let top = p.scale.max(p.max_scale.unwrap_or(0));
+        let top = p
+            .scale
+            .max(p.max_scale.unwrap_or(0))
+            .max(p.autoscale.as_ref().map_or(0, |a| a.max));
         let past_end = p
             .scale_limits(top, u32::MAX)
             .iter()
@@ -301,6 +305,13 @@ fn check_kind(name: &str, p: &ProcessConfig, meta: &ProcMeta, ctx: &mut Ctx<'_>)
                 "is only for longrun processes: a one-shot is done when it exits (depend on it with completed_successfully)",
             );
         }
+        if let Some(m) = &meta.autoscale {
+            ctx.err(
+                &m.key,
+                &key("autoscale"),
+                "is only for longrun processes: a one-shot runs to its end, it has no standing count to scale",
+            );
+        }
     } else if !meta.kind_rejected {
         let why = if p.schedule.is_some() {
             " (for the runs of a schedule: schedule.timeout)"
@@ -369,13 +380,15 @@ fn check_schedule(
             ),
         );
     }
-    let standing: [(&str, Option<&Origin>); 3] = [
+    let standing: [(&str, Option<&Origin>); 5] = [
         ("health_check", meta.health_check_key.as_ref()),
         ("max_scale", meta.max_scale_origin.as_ref()),
         (
             "max_restart_attempts",
             meta.max_restart_attempts_key.as_ref(),
         ),
+        ("autoscale", meta.autoscale.as_ref().map(|m| &m.key)),
+        ("scale_down", meta.scale_down_key.as_ref()),
     ];
     for (k, origin) in standing {
         if let Some(origin) = origin {
@@ -400,6 +413,54 @@ fn check_schedule(
                 schedule.max_concurrent
             ),
         );
+    }
+}
+
+/// `autoscale.max` within the scale limits, and `scale` (where it starts)
+/// within `autoscale.min..max`. (A one-shot or scheduled process with
+/// autoscale is reported by [`check_kind`] / [`check_schedule`].)
+fn check_autoscale(
+    name: &str,
+    p: &ProcessConfig,
+    meta: &ProcMeta,
+    max_process_scale: u32,
+    ctx: &mut Ctx<'_>,
+) {
+    let (Some(a), Some(m)) = (&p.autoscale, &meta.autoscale) else {
+        return;
+    };
+    if !m.bounds_ok || p.is_oneshot() || p.schedule.is_some() {
+        return;
+    }
+    let max_path = format!("processes.{name}.autoscale.max");
+    if let Some(ms) = p.max_scale.filter(|ms| a.max > *ms) {
+        ctx.err(
+            &m.max_origin,
+            &max_path,
+            format!("max {} is above the process's max_scale {ms}", a.max),
+        );
+    }
+    if a.max > max_process_scale {
+        ctx.err(
+            &m.max_origin,
+            &max_path,
+            format!(
+                "max {} is above global.max_process_scale {max_process_scale}",
+                a.max
+            ),
+        );
+    }
+    if let Some(origin) = &meta.scale_origin {
+        if !(a.min..=a.max).contains(&p.scale) {
+            ctx.err(
+                origin,
+                &format!("processes.{name}.scale"),
+                format!(
+                    "scale {} is outside autoscale min..max ({} to {}): scale is where the autoscaler starts (leave it out to start at min)",
+                    p.scale, a.min, a.max
+                ),
+            );
+        }
     }
 }
 

@@ -458,20 +458,37 @@ fn valid_address(a: &str) -> bool {
 }
 
 fn check_url(u: &str) -> Result<(), String> {
-    let lower = u.to_ascii_lowercase();
-    if lower.starts_with("https://") {
+    if u.to_ascii_lowercase().starts_with("https://") {
         return Err(format!(
             "`{}`: https is not supported for health checks; use http://",
             shorten(u)
         ));
     }
-    let Some(rest) = u.get(7..).filter(|_| lower.starts_with("http://")) else {
+    check_web_url(u, false, "http://127.0.0.1:8080/health")
+}
+
+/// An `http://` URL (and `https://` when `https`) with a valid host and,
+/// if given, a valid port; `example` is shown in the errors.
+pub(super) fn check_web_url(u: &str, https: bool, example: &str) -> Result<(), String> {
+    let lower = u.to_ascii_lowercase();
+    let scheme_len = if lower.starts_with("http://") {
+        7
+    } else if https && lower.starts_with("https://") {
+        8
+    } else {
+        let what = if https { "an http(s)://" } else { "an http://" };
         return Err(format!(
-            "`{}` is not an http:// URL, e.g. http://127.0.0.1:8080/health",
+            "`{}` is not {what} URL, e.g. {example}",
             shorten(u)
         ));
     };
+    let rest = u.get(scheme_len..).unwrap_or("");
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    check_authority(u, authority, example)
+}
+
+/// `[user[:password]@]host[:port]` of a URL `u` (for the messages).
+pub(super) fn check_authority(u: &str, authority: &str, example: &str) -> Result<(), String> {
     let host_port = authority.rsplit('@').next().unwrap_or("");
     let (host, port) = match host_port.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
@@ -485,7 +502,7 @@ fn check_url(u: &str) -> Result<(), String> {
     };
     if host.is_empty() || authority.contains(char::is_whitespace) || !valid_host(&host) {
         return Err(format!(
-            "`{}` has no valid host, e.g. http://127.0.0.1:8080/health",
+            "`{}` has no valid host, e.g. {example}",
             shorten(u)
         ));
     }
@@ -531,5 +548,9 @@ mod tests {
         assert!(check_url("http://127.0.0.1:/").is_err());
         assert!(check_url("http://[::1]:70000/").is_err());
         assert!(check_url("http://user:pw@host:8080/").is_ok());
+        assert!(check_web_url("https://x:443/m", true, "").is_ok());
+        assert!(check_web_url("HTTPS://x", true, "").is_ok());
+        assert!(check_web_url("https://x:0/", true, "").is_err());
+        assert!(check_web_url("ftp://x", true, "").is_err());
     }
 }

@@ -47,7 +47,12 @@
 //!   and checked at load (`tls.rs`), relative paths from the manager's
 //!   working directory. They are mappings, so no `PHPEEK_PM_GLOBAL_*`
 //!   override sets them.
+//! * SPEC 12 (`autoscale`, `scale_down`): see `docs/configuration.md`,
+//!   "Autoscaling" (e.g. `scale` defaults to `autoscale.min`, step rows
+//!   must be in descending `above` order, `idle_first` without `idle` is
+//!   an error).
 
+mod autoscale;
 mod cross;
 mod global;
 mod graph;
@@ -110,6 +115,8 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "schedule",
     "hooks",
     "initial_state",
+    "autoscale",
+    "scale_down",
     "env",
     "working_dir",
     "user",
@@ -134,6 +141,18 @@ pub(crate) fn key_tables() -> Vec<(&'static str, &'static [&'static str])> {
         ("FileProcessHooks", hooks::PROCESS_HOOK_KEYS),
         ("FileHook", hooks::HOOK_KEYS),
         ("FileShutdown", process::SHUTDOWN_KEYS),
+        ("FileAutoscale", autoscale::AUTOSCALE_KEYS),
+        ("FileMetric", autoscale::METRIC_KEYS),
+        ("FileRedisSource", autoscale::REDIS_KEYS),
+        ("FileHttpSource", autoscale::HTTP_KEYS),
+        ("FilePrometheusSource", autoscale::PROMETHEUS_KEYS),
+        ("FileCpuSource", autoscale::CPU_KEYS),
+        ("FileStep", autoscale::STEP_KEYS),
+        ("FileWindow", autoscale::WINDOW_KEYS),
+        ("FileBehavior", autoscale::BEHAVIOR_KEYS),
+        ("FileScaleBehavior", autoscale::SCALE_BEHAVIOR_KEYS),
+        ("FileScaleDown", autoscale::SCALE_DOWN_KEYS),
+        ("FileIdle", autoscale::IDLE_KEYS),
     ]
 }
 
@@ -163,6 +182,8 @@ pub(super) struct ProcMeta {
     pub(super) schedule_key: Option<Origin>,
     pub(super) schedule: Option<schedule::ScheduleMeta>,
     pub(super) health_check_key: Option<Origin>,
+    pub(super) autoscale: Option<autoscale::AutoscaleMeta>,
+    pub(super) scale_down_key: Option<Origin>,
 }
 
 /// One `depends_on` entry: where it was written, and whether its

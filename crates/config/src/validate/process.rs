@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
+use super::autoscale::{parse_autoscale, parse_scale_down};
 use super::health_check::parse_health_check;
 use super::hooks::parse_process_hooks;
 use super::reader::{join, set, Ctx, Got};
@@ -79,6 +80,8 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
         schedule_key: None,
         schedule: None,
         health_check_key: None,
+        autoscale: None,
+        scale_down_key: None,
     };
     let Some(entries) = ctx.map(&entry.value, &base) else {
         return (p, meta);
@@ -160,6 +163,19 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
                 &mut p.initial_state,
                 ctx.choice(n, &path, InitialState::NAMES),
             ),
+            "autoscale" => {
+                if let Some((a, m)) = parse_autoscale(n, &e.key_origin, &path, ctx) {
+                    p.autoscale = Some(a);
+                    meta.autoscale = Some(m);
+                }
+            }
+            "scale_down" => {
+                p.scale_down = parse_scale_down(n, &path, ctx);
+                // Null or `{}` says nothing (and is fine with a schedule).
+                if matches!(&n.value, Value::Map(m) if !m.is_empty()) {
+                    meta.scale_down_key = Some(e.key_origin.clone());
+                }
+            }
             "env" => read_env(n, &path, ctx, &mut p, &mut meta),
             "working_dir" => {
                 if let Got::Val(s) = ctx.opt_string(n, &path) {
@@ -209,6 +225,14 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
     // or a scheduled process is not restarted unless asked to.
     if meta.restart_origin.is_none() && (p.is_oneshot() || p.schedule.is_some()) {
         p.restart = RestartPolicy::Never;
+    }
+    // An autoscaled process starts at its `min` unless `scale` says where.
+    if let (None, Some(a), Some(true)) = (
+        &meta.scale_origin,
+        &p.autoscale,
+        meta.autoscale.as_ref().map(|m| m.bounds_ok),
+    ) {
+        p.scale = a.min;
     }
     (p, meta)
 }

@@ -181,9 +181,15 @@ impl<'e> Ctx<'e> {
         }
     }
 
+    /// A finite number, integer or decimal (`100`, `0.5`, `1e3`); no
+    /// `inf` or `nan`.
+    pub(super) fn number(&mut self, node: &Node, path: &str) -> Got<f64> {
+        self.parsed(node, path, "a number", parse_number)
+    }
+
     /// A scalar read as text, then parsed by `parse` (whose error is a
     /// sentence fragment for the user).
-    fn parsed<T>(
+    pub(super) fn parsed<T>(
         &mut self,
         node: &Node,
         path: &str,
@@ -362,7 +368,7 @@ pub(super) fn shorten(s: &str) -> String {
     crate::text::shorten(s, 40)
 }
 
-fn parse_uint(s: &str, max: u64) -> Result<u64, String> {
+pub(super) fn parse_uint(s: &str, max: u64) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.strip_prefix('+').unwrap_or(t);
     if let Some(neg) = t.strip_prefix('-') {
@@ -376,6 +382,17 @@ fn parse_uint(s: &str, max: u64) -> Result<u64, String> {
     match digits.parse::<u64>() {
         Ok(v) if v <= max => Ok(v),
         _ => Err(format!("`{}` is too large (at most {max})", shorten(t))),
+    }
+}
+
+fn parse_number(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let numeric = t.chars().any(|c| c.is_ascii_digit())
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'));
+    match t.parse::<f64>() {
+        Ok(v) if numeric && v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number, got `{}`", shorten(t))),
     }
 }
 
@@ -396,6 +413,17 @@ mod tests {
         assert!(parse_uint("abc", 10).unwrap_err().contains("whole number"));
         assert!(parse_uint("1.5", 10).is_err());
         assert!(parse_uint("", 10).is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("100"), Ok(100.0));
+        assert_eq!(parse_number(" 0.5 "), Ok(0.5));
+        assert_eq!(parse_number("-2"), Ok(-2.0));
+        assert_eq!(parse_number("1e3"), Ok(1000.0));
+        for bad in ["", "inf", "NaN", "1e999", "0x10", "1,5", "e", ".", "ten"] {
+            assert!(parse_number(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

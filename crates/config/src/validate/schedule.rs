@@ -179,7 +179,7 @@ pub(super) fn parse_schedule(
 }
 
 /// A cron expression, checked and reported at the bad field; kept trimmed.
-fn read_cron(node: &Node, path: &str, ctx: &mut Ctx<'_>) -> Got<String> {
+pub(super) fn read_cron(node: &Node, path: &str, ctx: &mut Ctx<'_>) -> Got<String> {
     match ctx.text(node, path, "a cron expression") {
         Got::Val(text) => match cron::check(&text) {
             Ok(()) => Got::Val(text.trim().to_string()),

@@ -511,3 +511,21 @@ fn passwords_are_redacted_from_urls() {
         assert_eq!(redact_url(url), want, "{url}");
     }
 }
+
+#[tokio::test]
+async fn a_sample_can_run_in_a_spawned_task() {
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let kit = kit();
+    let spec = base();
+    let cpu = CpuTracker::new();
+    let ctx = SampleContext {
+        base: &spec,
+        sessions: &[],
+        cpu: &cpu,
+    };
+    let source = MetricSource::Command(vec!["true".to_string()]);
+    // Built, checked for Send, and dropped unpolled: nothing is spawned.
+    drop(assert_send(sample(&kit, &source, &ctx, Duration::ZERO)));
+}

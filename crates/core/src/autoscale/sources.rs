@@ -14,9 +14,10 @@
 //!   passwords in URLs never appear in one.
 //! - Bodies and outputs are read up to a cap ([`MAX_BODY`], [`MAX_OUTPUT`]);
 //!   more is a failure (body) or ignored (output past the cap is drained).
-//! - A Redis connection is kept per URL and dropped after any error; the
-//!   next sample connects again, so a Redis that went away and came back
-//!   works without a restart of the manager.
+//! - A Redis connection is kept per URL and dropped after any error but an
+//!   error reply of the server (`WRONGTYPE`); the next sample connects
+//!   again, so a Redis that went away and came back works without a
+//!   restart of the manager.
 //! - Sampling holds no state of the owner: the CPU source's previous
 //!   reading lives in a [`CpuTracker`] the caller keeps per metric.
 
@@ -281,6 +282,9 @@ async fn fetch_body(
         .header(reqwest::header::ACCEPT, accept)
         .timeout(timeout);
     let mut response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            return SampleFailure::Timeout(timeout);
+        }
         let connect = e.is_connect();
         let reason = describe_error(&e.without_url());
         if connect {
@@ -304,9 +308,14 @@ async fn fetch_body(
     }
     let mut body = Vec::new();
     loop {
-        let chunk = response.chunk().await.map_err(|e| SampleFailure::Http {
-            url: shown(),
-            reason: describe_error(&e.without_url()),
+        let chunk = response.chunk().await.map_err(|e| {
+            if e.is_timeout() {
+                return SampleFailure::Timeout(timeout);
+            }
+            SampleFailure::Http {
+                url: shown(),
+                reason: describe_error(&e.without_url()),
+            }
         })?;
         let Some(chunk) = chunk else { break };
         if body.len().saturating_add(chunk.len()) > MAX_BODY {

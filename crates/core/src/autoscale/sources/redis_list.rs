@@ -1,7 +1,8 @@
 //! The `redis` source: `LLEN key` over one multiplexed connection per URL.
 //!
-//! A connection that failed in any way (refused, dropped, timed out, a
-//! server error) is dropped from the cache; the next sample connects again.
+//! A connection that failed (refused, dropped, timed out: anything but an
+//! error reply of the server) is dropped from the cache; the next sample
+//! connects again.
 //! A URL's password and database are applied by the client on connect
 //! (`AUTH`, `SELECT`).
 
@@ -25,7 +26,7 @@ impl RedisConnections {
         self.by_url.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cached(&self, url: &str) -> Option<MultiplexedConnection> {
+    pub(super) fn cached(&self, url: &str) -> Option<MultiplexedConnection> {
         self.lock().get(url).cloned()
     }
 
@@ -65,7 +66,11 @@ pub(super) async fn llen(
         // Lengths are far below 2^53: exact as f64.
         Ok(n) => Ok(n as f64),
         Err(e) => {
-            conns.forget(url);
+            // A server's error reply (WRONGTYPE, …) leaves the connection
+            // sound; anything else may not have.
+            if e.code().is_none() {
+                conns.forget(url);
+            }
             Err(classify(url, &e, timeout, Some(key)))
         }
     }
@@ -103,10 +108,16 @@ fn classify(
     if e.is_timeout() {
         return SampleFailure::Timeout(timeout);
     }
-    if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+    if e.is_connection_refusal() {
         return SampleFailure::Unreachable {
             target,
             reason: e.to_string(),
+        };
+    }
+    if e.is_io_error() || e.is_connection_dropped() {
+        return SampleFailure::Unreachable {
+            target,
+            reason: format!("connection lost ({e})"),
         };
     }
     let reason = match key {

@@ -327,8 +327,13 @@ impl<E: Effects> Supervisor<E> {
             .iter()
             .map(|r| r.as_ref().map(|v| *v).map_err(|_| SampleError))
             .collect();
+        let warming = crate::autoscale::sources::SampleFailure::WarmingUp.to_string();
         for (i, r) in report.results.iter().enumerate() {
             if let Err(e) = r {
+                // A cpu metric's first reading has nothing to compare to.
+                if *e == warming {
+                    continue;
+                }
                 if let Some(n) = a.errors.get_mut(i) {
                     *n += 1;
                 }

@@ -12,6 +12,7 @@ mod rollout;
 mod scaling;
 mod shutdown;
 mod workloads;
+mod autoscaling;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -372,6 +373,19 @@ impl Rig {
         self.sup.ready_to_exit()
     }
 
+    pub fn ask_autoscale(
+        &mut self,
+        process: &str,
+        enabled: bool,
+    ) -> Result<super::messages::AutoscaleChanged, CommandError> {
+        let process = process.to_string();
+        self.ask(|reply| Request::Autoscale {
+            process,
+            enabled,
+            reply,
+        })
+    }
+
     pub fn run(&mut self, name: &str) -> Result<super::messages::RunStarted, CommandError> {
         let name = name.to_string();
         self.ask(|reply| Request::Run { name, reply })
@@ -399,6 +413,24 @@ impl Rig {
                     detail: (!ok).then(|| format!("{} hook failed", job.point.as_str())),
                     attempts: vec![result],
                 },
+            }));
+        }
+        n
+    }
+
+    /// Answers every pending sampling round of `process` with `values`
+    /// (one per metric); returns how many rounds were answered.
+    pub fn answer_samples(&mut self, process: &str, values: &[Result<f64, &str>]) -> usize {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sup.fx.samples)
+            .into_iter()
+            .partition(|j| &*j.process == process);
+        self.sup.fx.samples = rest;
+        let n = mine.len();
+        for job in mine {
+            self.deliver(Msg::Samples(crate::effects::SampleReport {
+                process: job.process,
+                gen: job.gen,
+                results: values.iter().map(|v| v.map_err(str::to_string)).collect(),
             }));
         }
         n

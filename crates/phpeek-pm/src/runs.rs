@@ -256,6 +256,7 @@ mod tests {
                     trigger: RunTrigger::Schedule,
                 }),
             }),
+            autoscale: None,
             instances: Vec::new(),
         };
         let s = summary(&[p], at(1060));

@@ -413,6 +413,8 @@ pub struct ErrorResponse {
 /// an instance when it is an instance (`web-2`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
+// One value per request, serialised at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ProcessOrInstance {
     Process(ProcessInfo),
     Instance(InstanceInfo),

@@ -7,6 +7,7 @@
 //! * [`wait`]: `wait_for` and typed wait predicates.
 //! * [`cli`]: the binary as a command-line tool, with a deadline.
 //! * [`procfs`]: /proc helpers.
+//! * [`redis`]: a real Redis on a free port, and a tiny RESP client.
 //! * [`require`]: skip (or, under CI, fail) when a real component is missing.
 #![allow(
     dead_code,
@@ -20,6 +21,7 @@ mod cli;
 mod http;
 mod manager;
 mod procfs;
+mod redis;
 mod require;
 mod wait;
 
@@ -27,6 +29,7 @@ pub use cli::*;
 pub use http::*;
 pub use manager::*;
 pub use procfs::*;
+pub use redis::*;
 pub use require::*;
 pub use wait::*;
 

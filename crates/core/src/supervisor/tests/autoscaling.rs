@@ -27,7 +27,10 @@ async fn the_first_round_samples_at_once_and_scales_up_by_at_most_max_step() {
     rig.advance(ms(0)).await;
     assert_eq!(rig.answer_samples("q", &[Ok(2000.0)]), 1, "a round at boot");
     let p = rig.process("q");
-    assert_eq!(p.desired, 6, "2 + max_step 4 toward ceil(2000/100) = 20, max 10");
+    assert_eq!(
+        p.desired, 6,
+        "2 + max_step 4 toward ceil(2000/100) = 20, max 10"
+    );
     rig.spawn_all();
     assert_eq!(rig.running("q").len(), 6);
     let a = p.autoscale.unwrap();
@@ -38,7 +41,11 @@ async fn the_first_round_samples_at_once_and_scales_up_by_at_most_max_step() {
     rig.answer_samples("q", &[Ok(2000.0)]);
     assert_eq!(rig.process("q").desired, 10);
     let a = rig.process("q").autoscale.unwrap();
-    assert_eq!(a.recommended_unclamped, Some(20), "KEDA sees the unclamped ask");
+    assert_eq!(
+        a.recommended_unclamped,
+        Some(20),
+        "KEDA sees the unclamped ask"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -89,7 +96,11 @@ async fn a_manual_scale_pauses_it_and_enabling_resumes() {
     rig.answer_samples("q", &[Ok(0.0)]);
     rig.advance(secs(120)).await;
     rig.answer_samples("q", &[Ok(0.0)]);
-    assert_eq!(rig.process("q").desired, 7, "paused: the decision is shown, not applied");
+    assert_eq!(
+        rig.process("q").desired,
+        7,
+        "paused: the decision is shown, not applied"
+    );
     let changed = rig
         .ask_autoscale("q", true)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -105,7 +116,10 @@ async fn a_manual_scale_pauses_it_and_enabling_resumes() {
 
 #[tokio::test(start_paused = true)]
 async fn dry_run_decides_and_shows_but_does_not_act() {
-    let yaml = QUEUE.replace("      interval: 15s\n", "      interval: 15s\n      dry_run: true\n");
+    let yaml = QUEUE.replace(
+        "      interval: 15s\n",
+        "      interval: 15s\n      dry_run: true\n",
+    );
     let mut rig = Rig::started(&yaml);
     rig.advance(ms(0)).await;
     rig.answer_samples("q", &[Ok(2000.0)]);

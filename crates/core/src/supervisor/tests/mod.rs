@@ -3,6 +3,7 @@
 //! and nothing is reaped: the rig plays the world, answering spawns with
 //! made-up pids, delivering exits, firing due timers and probe results.
 
+mod autoscaling;
 mod decisions;
 mod deps;
 mod props;
@@ -12,7 +13,6 @@ mod rollout;
 mod scaling;
 mod shutdown;
 mod workloads;
-mod autoscaling;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -101,6 +101,7 @@ pub struct ProbeKit {
 
 impl ProbeKit {
     pub fn new(spawner: Spawner, registry: Arc<ChildRegistry>) -> Self {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())

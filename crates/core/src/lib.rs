@@ -50,6 +50,12 @@ pub mod supervisor;
 mod timers;
 pub mod workloads;
 
+/// Installs ring as the process's TLS crypto provider, once (reqwest is
+/// built without one, and panics when a client is built before it).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

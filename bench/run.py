@@ -309,6 +309,60 @@ def bench_schedule_latency(binary, seconds=300):
     return pct(g, 0.5), pct(g, 0.99), pct(b, 0.5), pct(b, 0.99), len(g)
 
 
+def redis_server():
+    """A throw-away redis-server on a free loopback port, or None."""
+    if not shutil.which("redis-server"):
+        return None, None
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True).stdout.strip() == b"PONG", deadline=30, step=0.05)
+    return proc, port
+
+
+def bench_autoscale(binary, rounds=10, idle_seconds=60):
+    """Jobs appear in Redis -> the first new instance running (interval 1 s,
+    so the target is <= 1 s + 50 ms); then idle CPU while an autoscaler
+    samples Redis every 15 s."""
+    redis, port = redis_server()
+    if redis is None:
+        return None
+    url = f"redis://127.0.0.1:{port}/0"
+    procs = (
+        f"  q:\n    command: {SLEEPER}\n    scale: 1\n    autoscale:\n      min: 1\n      max: 5\n      interval: 1s\n"
+        f"      metrics:\n        - redis: {{ url: \"{url}\", llen: jobs }}\n          per_instance: 10\n"
+        "      behavior:\n        scale_up: { stabilization: 0s, max_step: 4, period: 1s }\n"
+        "        scale_down: { stabilization: 0s, max_step: 100%, period: 1s }\n"
+    )
+    m = Manager(binary, procs).start()
+    m.wait_api()
+    wait_until(lambda: m.running("q") == 1, step=0.05)
+    lat = []
+    for _ in range(rounds):
+        subprocess.run(["redis-cli", "-p", str(port), "RPUSH", "jobs"] + [str(i) for i in range(20)], capture_output=True)
+        t0 = time.monotonic()
+        wait_until(lambda: m.running("q") >= 2, deadline=30, step=0.005)
+        lat.append((time.monotonic() - t0) * 1000)
+        subprocess.run(["redis-cli", "-p", str(port), "DEL", "jobs"], capture_output=True)
+        wait_until(lambda: m.running("q") == 1 and m.total("q") == 1, deadline=30, step=0.05)
+    m.stop()
+    procs15 = procs.replace("interval: 1s", "interval: 15s")
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: 100\n" + procs15).start()
+    m.wait_api()
+    wait_until(lambda: m.running("w") == 100, step=0.05)
+    time.sleep(2)
+    s0, w0 = sched_ns(m.proc.pid), time.monotonic()
+    time.sleep(idle_seconds)
+    s1, w1 = sched_ns(m.proc.pid), time.monotonic()
+    m.stop()
+    redis.terminate()
+    redis.wait()
+    lat.sort()
+    return lat[len(lat) // 2], lat[-1], (s1 - s0) / 1e9 / (w1 - w0) * 100
+
+
 def bench_restart_latency(binary, runs=300):
     """Each run writes its start time (CLOCK_REALTIME ns) then exits at once;
     latency = next start - previous exit as the child recorded them."""
@@ -535,6 +589,10 @@ def main():
         rows.append(("manager CPU, 100 idle instances + a `* * * * *` schedule (60 s; schedstat / stat ticks)", f"{sched:.4f} % / {ticks:.3f} %", "target < 0.1 %"))
         p50, p99, b50, b99, n = rep("schedule latency", lambda: bench_schedule_latency(a.bin))
         rows.append((f"per-second schedule: tick → run started (~{n:.0f} runs over 5 min)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"sleep-to-the-second + posix_spawn loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms"))
+    if want("autoscale"):
+        r = rep("autoscale", lambda: bench_autoscale(a.bin) or (float("nan"),) * 3)
+        rows.append(("autoscale (interval 1 s): jobs pushed → first new instance running (10 rounds)", f"median {r[0]:.0f} ms, max {r[1]:.0f} ms", "target ≤ 1 interval + 50 ms = 1050 ms"))
+        rows.append(("manager CPU, 100 idle instances + an autoscaler sampling Redis every 15 s (60 s, schedstat)", f"{r[2]:.4f} %", "target < 0.1 %"))
     if want("logs"):
         rate, ok, base = rep("logs", lambda: bench_logs(a.bin))
         rows.append(("log lines, 8 writers flat out", f"{rate / 1e6:.2f} M lines/s, {'none lost' if ok else 'LINES LOST'}", f"same writers to a file: {base / 1e6:.2f} M lines/s"))

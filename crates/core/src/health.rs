@@ -100,19 +100,13 @@ pub struct ProbeKit {
 }
 
 impl ProbeKit {
-    pub fn new(spawner: Spawner, registry: Arc<ChildRegistry>) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        ProbeKit {
+    pub fn new(spawner: Spawner, registry: Arc<ChildRegistry>) -> Result<Self, reqwest::Error> {
+        Ok(ProbeKit {
             spawner,
             registry,
-            http,
+            http: crate::http_client()?,
             metrics: HealthMetrics::default(),
-        }
+        })
     }
 }
 

@@ -56,6 +56,27 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The HTTP client of health probes and metric sources: no proxy (a
+/// `127.0.0.1` target must not go through `HTTP_PROXY`), no redirects.
+/// https targets are verified against the system's CA certificates; an
+/// image without any (scratch, distroless) still gets a client, whose
+/// https checks then fail with an unknown-issuer error instead of the
+/// manager failing to start.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    let builder = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+    };
+    builder().build().or_else(|e| {
+        tracing::warn!("no CA certificates for https probes and metrics ({e}); https targets will fail verification");
+        builder()
+            .tls_certs_only(std::iter::empty::<reqwest::Certificate>())
+            .build()
+    })
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,6 +264,8 @@ pub enum StartError {
     Signal(&'static str, std::io::Error),
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    #[error("cannot set up the HTTP client of health probes: {0}")]
+    Http(reqwest::Error),
 }
 
 /// Starts supervising `config`, read from `config_path` (re-read on
@@ -278,7 +301,7 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
         tx.clone(),
     ));
 
-    let kit = health::ProbeKit::new(spawner, registry);
+    let kit = health::ProbeKit::new(spawner, registry).map_err(StartError::Http)?;
     let handle = Handle {
         tx: tx.clone(),
         snapshot: snap_rx,

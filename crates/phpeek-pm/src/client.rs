@@ -80,11 +80,21 @@ fn read_tls_file(what: &str, path: &Path) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure::usage(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
+/// Whether a client with the system's CA certificates can be built.
+fn system_roots_available() -> bool {
+    reqwest::Client::builder().build().is_ok()
+}
+
 /// The HTTP client, with the TLS settings of `tls`.
 fn http_client(tls: &TlsFlags) -> Result<reqwest::Client, Failure> {
     let mut builder = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30));
+    if tls.cacert.is_none() && !system_roots_available() {
+        // An image without CA certificates (scratch, distroless): plain
+        // http still works; https needs --cacert.
+        builder = builder.tls_certs_only(std::iter::empty::<reqwest::Certificate>());
+    }
     if let Some(path) = &tls.cacert {
         let pem = read_tls_file("CA certificate", path)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)

@@ -1,6 +1,9 @@
 //! `phpeek-pm tui`: a live dashboard of a running manager.
 //!
-//! Refreshes once a second from `GET /api/v1/processes?resources=true`.
+//! Refreshes once a second from `GET /api/v1/processes?resources=true` and
+//! `?view=processes`. A selected process with an autoscaler gets a panel:
+//! its state and bounds, and sparklines of its largest metric and its
+//! instance count over the last five minutes.
 //! Keys: ↑/↓ (or k/j) select a process, `+`/`-` scale it by one, `r`
 //! restart it (rolling), `s` stop it, `S` start it, `q`/Esc quit.
 
@@ -37,6 +40,78 @@ pub struct Model {
     pub processes: Vec<ProcRow>,
     pub selected: usize,
     pub status: String,
+    /// Per autoscaled process, its recent history (one point per refresh).
+    pub trends: BTreeMap<String, Trend>,
+}
+
+/// Points kept per process: five minutes at one refresh a second.
+pub const TREND_POINTS: usize = 300;
+
+/// What the autoscale panel draws for one process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trend {
+    /// The largest metric value of each decision.
+    pub metric: std::collections::VecDeque<u64>,
+    /// The desired count at each refresh.
+    pub instances: std::collections::VecDeque<u64>,
+    /// A one-line summary (state, bounds, last values).
+    pub summary: String,
+}
+
+impl Trend {
+    /// Adds one refresh's view of `p`'s autoscaler.
+    pub fn push(&mut self, p: &ProcessInfo) {
+        let Some(a) = &p.autoscale else { return };
+        let value = a
+            .last
+            .as_ref()
+            .map(|l| {
+                l.metrics
+                    .iter()
+                    .filter_map(|m| m.value)
+                    .fold(0.0_f64, f64::max)
+            })
+            .unwrap_or(0.0);
+        // Sparklines draw whole numbers; negative or NaN values are 0.
+        let v = if value.is_finite() && value > 0.0 {
+            value.round() as u64
+        } else {
+            0
+        };
+        for (q, x) in [
+            (&mut self.metric, v),
+            (&mut self.instances, u64::from(p.desired)),
+        ] {
+            if q.len() == TREND_POINTS {
+                q.pop_front();
+            }
+            q.push_back(x);
+        }
+        let metrics = a
+            .last
+            .as_ref()
+            .map(|l| {
+                l.metrics
+                    .iter()
+                    .map(|m| match m.value {
+                        Some(v) => format!("{} {v}", m.name),
+                        None => format!("{} error", m.name),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        self.summary = format!(
+            "{}  {}..{}  recommended {}  desired {}  running {}  {}",
+            a.state,
+            a.min,
+            a.max,
+            a.recommended.map_or("-".into(), |r| r.to_string()),
+            p.desired,
+            p.current,
+            metrics
+        );
+    }
 }
 
 impl Model {
@@ -110,12 +185,19 @@ fn state_style(state: InstanceState) -> Style {
 
 /// Draws the whole dashboard.
 pub fn render(frame: &mut Frame, model: &Model) {
-    let [top, bottom, help] = Layout::vertical([
+    let trend = model
+        .selected_process()
+        .and_then(|p| model.trends.get(&p.name).map(|t| (p.name.clone(), t)));
+    let [top, bottom, panel, help] = Layout::vertical([
         Constraint::Percentage(40),
         Constraint::Min(3),
+        Constraint::Length(if trend.is_some() { 7 } else { 0 }),
         Constraint::Length(1),
     ])
     .areas(frame.area());
+    if let Some((name, t)) = trend {
+        render_trend(frame, panel, &name, t);
+    }
 
     let header = Row::new([
         "PROCESS", "DESIRED", "RUNNING", "RESTARTS", "CPU s", "MEMORY", "RUNS",
@@ -199,6 +281,30 @@ pub fn render(frame: &mut Frame, model: &Model) {
     frame.render_widget(Paragraph::new(Line::from(help_text)), help);
 }
 
+/// The autoscale panel: the metric and the instance count over the last
+/// minutes, as sparklines, under a summary line.
+fn render_trend(frame: &mut Frame, area: ratatui::layout::Rect, name: &str, t: &Trend) {
+    let block = Block::bordered().title(format!(" autoscale of {name}: {} ", t.summary));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [metric, count] =
+        Layout::vertical([Constraint::Length(2), Constraint::Length(3)]).areas(inner);
+    let metric_data: Vec<u64> = t.metric.iter().copied().collect();
+    let count_data: Vec<u64> = t.instances.iter().copied().collect();
+    frame.render_widget(
+        ratatui::widgets::Sparkline::default()
+            .data(&metric_data)
+            .style(Style::default().fg(Color::Yellow)),
+        metric,
+    );
+    frame.render_widget(
+        ratatui::widgets::Sparkline::default()
+            .data(&count_data)
+            .style(Style::default().fg(Color::Green)),
+        count,
+    );
+}
+
 async fn refresh(client: &Client, model: &mut Model) -> Result<(), Failure> {
     let instances: Vec<InstanceInfo> = client.get("/processes?resources=true").await?;
     let mut names: Vec<String> = model.processes.iter().map(|p| p.name.clone()).collect();
@@ -215,6 +321,9 @@ async fn refresh(client: &Client, model: &mut Model) -> Result<(), Failure> {
     {
         Ok(list) => {
             for p in &list {
+                if p.autoscale.is_some() {
+                    model.trends.entry(p.name.clone()).or_default().push(p);
+                }
                 desired.insert(p.name.clone(), u64::from(p.desired));
                 notes.insert(p.name.clone(), runs_note(p, std::time::SystemTime::now()));
             }
@@ -404,5 +513,61 @@ mod tests {
         assert!(screen.contains("backoff"));
         assert!(screen.contains("2.0 MiB"));
         assert!(screen.contains("q quit"));
+    }
+
+    #[test]
+    fn an_autoscaled_process_gets_a_trend_panel() {
+        use phpeek_wire::{AutoscaleInfo, AutoscaleLast, AutoscaleMetricInfo, ProcessState};
+        let mut m = sample();
+        let name = m.processes[m.selected].name.clone();
+        let mut t = Trend::default();
+        for (depth, desired) in [(0.0, 2), (800.0, 6), (1500.0, 10), (300.0, 10)] {
+            let p = ProcessInfo {
+                name: name.clone(),
+                scale: desired,
+                desired,
+                current: desired,
+                state: ProcessState::Running,
+                restart: "always".into(),
+                enabled: true,
+                reason: None,
+                rollout: None,
+                kind: "longrun".into(),
+                schedule: None,
+                autoscale: Some(AutoscaleInfo {
+                    state: "active".into(),
+                    min: 2,
+                    max: 10,
+                    recommended: Some(desired),
+                    desired,
+                    last: Some(AutoscaleLast {
+                        at: 0,
+                        metrics: vec![AutoscaleMetricInfo {
+                            name: "redis".into(),
+                            value: Some(depth),
+                            desired: Some(desired),
+                            error: None,
+                        }],
+                        limited_by: None,
+                    }),
+                }),
+                instances: Vec::new(),
+            };
+            t.push(&p);
+        }
+        assert_eq!(t.metric, [0, 800, 1500, 300]);
+        assert_eq!(t.instances, [2, 6, 10, 10]);
+        m.trends.insert(name.clone(), t);
+        let mut term = Terminal::new(TestBackend::new(120, 24)).unwrap();
+        term.draw(|f| render(f, &m)).unwrap();
+        let screen: String = term
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains(&format!("autoscale of {name}")), "{screen}");
+        assert!(screen.contains("redis 300"), "{screen}");
     }
 }

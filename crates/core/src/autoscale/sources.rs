@@ -79,11 +79,7 @@ impl SourceKit {
 /// The HTTP client for metric sources: no proxy (a `127.0.0.1` source must
 /// not go through `HTTP_PROXY`) and no redirects.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    crate::install_crypto_provider();
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    crate::http_client()
 }
 
 /// What the `command` and `cpu` sources need from the process.

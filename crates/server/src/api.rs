@@ -312,6 +312,16 @@ async fn ready(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// `view` of the process listing (the document's type; the handler reads
+/// the raw text to answer a clear 400).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+enum ListView {
+    Instances,
+    Processes,
+}
+
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     resources: Option<String>,
@@ -324,16 +334,18 @@ struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/processes",
     params(
         ("resources" = Option<bool>, Query, description = "`true` adds cpu_seconds and memory_bytes"),
-        ("view" = Option<String>, Query, description = "`instances` (default): every instance; `processes`: every process object, also those without instances (a schedule between runs, a process at scale 0)", example = json!("processes"))),
+        ("view" = Option<ListView>, Query, description = "`instances` (default; also when empty): every instance; `processes`: every process object, also those without instances (a schedule between runs, a process at scale 0)", example = json!("processes"))),
     responses(
         (status = 200, description = "Every instance (or, with `view=processes`, every process).", body = [ProcessOrInstance], links(
             ("GetInstance" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/name")))),
-            ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/process")))),
-            ("ScaleProcess" = (operation_id = "scale_process", parameters(("name" = "$response.body#/0/process")))),
+            // `name` is in both shapes (an instance's, or with
+            // `view=processes` a process's); `process` only in instances.
+            ("GetProcess" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/name")))),
+            ("ScaleProcess" = (operation_id = "scale_process", parameters(("name" = "$response.body#/0/name")))),
             ("StartInstance" = (operation_id = "start_process", parameters(("name" = "$response.body#/0/name")))),
             ("StopInstance" = (operation_id = "stop_process", parameters(("name" = "$response.body#/0/name")))),
             ("RestartInstance" = (operation_id = "restart_process", parameters(("name" = "$response.body#/0/name")))),
-            ("ProcessLogs" = (operation_id = "process_logs", parameters(("name" = "$response.body#/0/process")))),
+            ("ProcessLogs" = (operation_id = "process_logs", parameters(("name" = "$response.body#/0/name")))),
             ("InstanceLogs" = (operation_id = "process_logs", parameters(("name" = "$response.body#/0/name")))),
         )),
         (status = 400, response = BadRequest),
@@ -343,7 +355,7 @@ async fn list_processes(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     match q.view.as_deref() {
-        None | Some("instances") => {}
+        None | Some("") | Some("instances") => {}
         Some("processes") => {
             let now = SystemTime::now();
             let list: Vec<ProcessInfo> = state

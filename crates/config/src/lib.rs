@@ -22,6 +22,7 @@
 //! The loader never panics: no `unwrap`/`expect`, no fallible indexing, and
 //! recursion is bounded by the tree's depth limit.
 
+mod autoscale;
 mod cron;
 mod duration;
 mod find;
@@ -41,6 +42,7 @@ mod validate;
 mod vocab;
 mod zone;
 
+pub use autoscale::*;
 pub use cron::{cron_parser, CRON_ALIASES};
 pub use instance::{instance_name, split_instance_name};
 pub use scale::ScaleLimit;

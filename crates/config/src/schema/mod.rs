@@ -336,6 +336,17 @@ impl JsonSchema for FileHealthCheck {
     }
 }
 
+/// The timing keys every check type has.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct FileProbeTiming {
+    initial_delay: Option<DurationText>,
+    period: Option<DurationText>,
+    timeout: Option<DurationText>,
+    failure_threshold: Option<Count>,
+    success_threshold: Option<Count>,
+}
+
 /// Connect to host:port.
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -343,11 +354,8 @@ impl JsonSchema for FileHealthCheck {
 struct FileTcpCheck {
     /// host:port, e.g. 127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}
     address: String,
-    initial_delay: Option<DurationText>,
-    period: Option<DurationText>,
-    timeout: Option<DurationText>,
-    failure_threshold: Option<Count>,
-    success_threshold: Option<Count>,
+    #[serde(flatten)]
+    timing: FileProbeTiming,
 }
 
 /// GET an http:// URL.
@@ -359,11 +367,8 @@ struct FileHttpCheck {
     url: String,
     /// Expected status (default: any 2xx).
     expected_status: Option<StatusCode>,
-    initial_delay: Option<DurationText>,
-    period: Option<DurationText>,
-    timeout: Option<DurationText>,
-    failure_threshold: Option<Count>,
-    success_threshold: Option<Count>,
+    #[serde(flatten)]
+    timing: FileProbeTiming,
 }
 
 /// Run a command; exit 0 is healthy.
@@ -372,11 +377,8 @@ struct FileHttpCheck {
 #[allow(dead_code)]
 struct FileExecCheck {
     command: Command,
-    initial_delay: Option<DurationText>,
-    period: Option<DurationText>,
-    timeout: Option<DurationText>,
-    failure_threshold: Option<Count>,
-    success_threshold: Option<Count>,
+    #[serde(flatten)]
+    timing: FileProbeTiming,
 }
 
 pub(crate) fn json_schema() -> Value {

@@ -27,10 +27,13 @@ use crate::auth::TokenCheck;
 use crate::openapi::{
     BadRequest, Conflict, NotFound, PayloadTooLarge, ScaleBody, Security, Unauthorized, OPEN_PATHS,
 };
-use read::{get_process, health, list_processes, process_logs, ready};
-use workloads::{autoscale_process, process_runs, run_process};
+// Globs, so that utoipa's `__path_*` item of each handler comes along and
+// `paths(...)` below names the handlers without a module: a module path
+// there would become the operations' tag and change the document.
+use read::*;
+use workloads::*;
 pub use write::parse_desired;
-use write::{reload, restart_process, scale_process, start_process, stop_process};
+use write::*;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -87,19 +90,19 @@ fn no_process(name: &str) -> ApiError {
     ),
     modifiers(&Security),
     paths(
-        read::health,
-        read::ready,
-        read::list_processes,
-        read::get_process,
-        write::scale_process,
-        write::start_process,
-        write::stop_process,
-        write::restart_process,
-        read::process_logs,
-        workloads::run_process,
-        workloads::process_runs,
-        workloads::autoscale_process,
-        write::reload,
+        health,
+        ready,
+        list_processes,
+        get_process,
+        scale_process,
+        start_process,
+        stop_process,
+        restart_process,
+        process_logs,
+        run_process,
+        process_runs,
+        autoscale_process,
+        reload,
         openapi
     ),
     components(schemas(

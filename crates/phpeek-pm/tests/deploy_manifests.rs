@@ -480,3 +480,213 @@ fn the_shipped_config_serves_every_probe_and_metric_the_manifests_name() {
     let code = m.wait_exit(DEADLINE * 4);
     assert_eq!(code, 0, "{}", m.stderr());
 }
+
+/// The static binary: `$PHPEEK_PM_STATIC_BIN` (`.ci/run` builds the release
+/// one), else the debug one tests/static_chroot.rs builds, if it did.
+fn static_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PHPEEK_PM_STATIC_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/static-test/x86_64-unknown-linux-gnu/debug/phpeek-pm");
+    p.is_file().then_some(p)
+}
+
+/// `podman` with a private store in `dir` (vfs: no overlay needed), so the
+/// test leaves no image behind; fails the test when podman does.
+fn podman(dir: &Path, cwd: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run podman");
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// deploy/docker/Dockerfile.scratch, built offline by podman: the image
+/// holds the binary and its config only, and its entrypoint, stop signal,
+/// health check and user are the Dockerfile's. Podman cannot run a
+/// container here (crun: setrlimit and hybrid cgroups), so the exported
+/// rootfs runs under chroot as the image's user, and the image's own
+/// HEALTHCHECK command is run against it.
+#[test]
+fn the_scratch_image_builds_offline_and_its_rootfs_runs() {
+    const TEST: &str = "scratch_image";
+    if !nix::unistd::Uid::effective().is_root() {
+        skip(TEST, "needs root (chroot, a mount namespace)");
+        return;
+    }
+    if !require(TEST, &["podman", "tar", "unshare", "chroot"]) {
+        return;
+    }
+    let Some(bin) = static_binary() else {
+        skip(
+            TEST,
+            "no static binary: set PHPEEK_PM_STATIC_BIN (scripts/release) or run tests/static_chroot.rs first",
+        );
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // The build context: the repository paths the Dockerfile copies from.
+    let ctx = work.path().join("ctx");
+    let bin_dst = ctx.join("target/x86_64-unknown-linux-gnu/release/phpeek-pm");
+    std::fs::create_dir_all(bin_dst.parent().unwrap()).unwrap();
+    std::fs::copy(&bin, &bin_dst).unwrap();
+    std::fs::create_dir_all(ctx.join("deploy/docker")).unwrap();
+    for f in ["Dockerfile.scratch", "scratch.yaml"] {
+        std::fs::copy(
+            deploy().join("docker").join(f),
+            ctx.join("deploy/docker").join(f),
+        )
+        .unwrap();
+    }
+    let iid = work.path().join("iid");
+    podman(
+        work.path(),
+        &ctx,
+        &[
+            "build",
+            "--network=none",
+            "--format",
+            "docker",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-f",
+            "deploy/docker/Dockerfile.scratch",
+            ".",
+        ],
+    );
+    let id = std::fs::read_to_string(&iid).unwrap().trim().to_string();
+    let inspect: Value =
+        serde_json::from_str(&podman(work.path(), &ctx, &["image", "inspect", &id])).unwrap();
+    let cfg = &inspect[0]["Config"];
+    assert_eq!(
+        cfg["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/phpeek-pm"]),
+        "{inspect:#}"
+    );
+    assert_eq!(cfg["StopSignal"], "SIGTERM", "{inspect:#}");
+    assert_eq!(cfg["User"], "65534:65534", "{inspect:#}");
+    let health = inspect[0]["Healthcheck"]["Test"]
+        .as_array()
+        .or_else(|| cfg["Healthcheck"]["Test"].as_array())
+        .unwrap_or_else(|| panic!("no health check: {inspect:#}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(health[0], "CMD", "{health:?}");
+    let health_cmd = health[1..].to_vec();
+
+    // The image's filesystem: the binary and the config, nothing else.
+    let cid = podman(work.path(), &ctx, &["create", &id])
+        .trim()
+        .to_string();
+    let tar = work.path().join("rootfs.tar");
+    podman(
+        work.path(),
+        &ctx,
+        &["export", "-o", tar.to_str().unwrap(), &cid],
+    );
+    podman(work.path(), &ctx, &["rm", &cid]);
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::metadata(&p).unwrap().len() > 0 {
+                files.push(p.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    assert_eq!(
+        files,
+        ["etc/phpeek-pm/phpeek-pm.yaml", "usr/local/bin/phpeek-pm"],
+        "non-empty files in the image"
+    );
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+
+    // Its entrypoint, as its user, with only what the image holds; the
+    // listeners on loopback ephemeral ports through the overrides.
+    // The image's Env (its PATH also finds unshare and chroot on the host).
+    let entry = cfg["Entrypoint"][0].as_str().unwrap().to_string();
+    let image_env: Vec<&str> = cfg["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        image_env.iter().any(|e| e.starts_with("PATH=")),
+        "{image_env:?}"
+    );
+    let script = format!(
+        "exec env -i {env} PHPEEK_PM_GLOBAL_API_PORT=0 PHPEEK_PM_GLOBAL_METRICS_HOST=127.0.0.1 \
+         PHPEEK_PM_GLOBAL_METRICS_PORT=0 unshare --mount --mount-proc={root}/proc \
+         chroot --userspec=65534:65534 {root} {entry}",
+        env = image_env.join(" "),
+        root = root.display()
+    );
+    let mut m = Manager::start_wrapped("", &["sh", "-c", &script, "sh"], |_| {});
+    let api = m.api();
+    let (status, body) = http("GET", &format!("{api}/api/v1/health"), None, None);
+    assert_eq!(status, 200, "{body}\n{}", m.stderr());
+    let list = m.instances();
+    assert!(
+        list.is_empty() || list.iter().all(|i| i.process == "heartbeat"),
+        "{list:?}"
+    );
+    let me = proc_stat(m.pid()).unwrap();
+    let uid = std::fs::read_to_string(format!("/proc/{}/status", me.pid)).unwrap();
+    assert!(
+        uid.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534")),
+        "{uid}"
+    );
+    // The image's HEALTHCHECK command, in the image, as its user.
+    let out = std::process::Command::new("chroot")
+        .arg("--userspec=65534:65534")
+        .arg(&root)
+        .args(&health_cmd)
+        .env_clear()
+        .envs(image_env.iter().filter_map(|e| e.split_once('=')))
+        .env("PHPEEK_PM_API_URL", &api)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{health_cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(m.wait_exit(DEADLINE), 0, "{}", m.stderr());
+}

@@ -393,6 +393,20 @@ fn the_shipped_config_serves_every_probe_and_metric_the_manifests_name() {
     let bin = tempfile::tempdir().unwrap();
     let fpm_port = free_port();
     stand_ins(bin.path(), fpm_port);
+    // The artisan processes run as www-data: they must reach the stand-ins
+    // and the manager's directory (their working directory).
+    let open = |d: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    open(bin.path());
+    let www_data = nix::unistd::User::from_name("www-data").ok().flatten();
+    let app_user = match &www_data {
+        Some(u) if nix::unistd::Uid::effective().is_root() => u.uid,
+        // Not root, or no such user here: run them as ourselves.
+        _ => nix::unistd::Uid::effective(),
+    };
+    let app_user_value = app_user.to_string();
     // Only the php-fpm port moves (tests bind free ports); the listeners
     // go to loopback on ephemeral ports through the documented overrides.
     let shipped =
@@ -409,12 +423,13 @@ fn the_shipped_config_serves_every_probe_and_metric_the_manifests_name() {
             ("PATH", path.as_str()),
             ("PHPEEK_PM_API_TOKEN", TOKEN),
             ("REDIS_URL", redis_url.as_str()),
+            ("APP_USER", app_user_value.as_str()),
             ("PHPEEK_PM_GLOBAL_API_HOST", "127.0.0.1"),
             ("PHPEEK_PM_GLOBAL_API_PORT", "0"),
             ("PHPEEK_PM_GLOBAL_METRICS_HOST", "127.0.0.1"),
             ("PHPEEK_PM_GLOBAL_METRICS_PORT", "0"),
         ],
-        |_| {},
+        |d| open(d),
     );
     let api = m.api();
 
@@ -436,7 +451,16 @@ fn the_shipped_config_serves_every_probe_and_metric_the_manifests_name() {
     assert!(ready.is_some(), "never ready: {last}\n{}", m.stderr());
     m.wait_healthy("php-fpm", 1);
     m.wait_running("nginx", 1);
-    m.wait_running("queue-default", 2);
+    let workers = m.wait_running("queue-default", 2);
+    for (name, pid) in workers {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap();
+        assert_eq!(uid, app_user.to_string(), "{name} runs as APP_USER");
+    }
     // The autoscaler sampled Redis (an empty queue: the min).
     let q = m.wait_process("queue-default", |p| {
         p.autoscale

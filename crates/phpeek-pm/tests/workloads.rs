@@ -35,8 +35,12 @@ fn a_oneshot_gates_a_longrun_until_it_completed() {
     );
     let mut m = Manager::start(&yaml);
     m.wait_running("app", 1);
+    // Running means spawned: the shell writes its stamp a moment later.
+    let start = wait_for("app wrote its start", DEADLINE, || {
+        let s = stamps(&m.path("app.start"));
+        (!s.is_empty()).then_some(s)
+    });
     let end = stamps(&m.path("migrate.end"));
-    let start = stamps(&m.path("app.start"));
     assert_eq!((end.len(), start.len()), (1, 1));
     assert!(
         start[0] > end[0],

@@ -26,6 +26,7 @@ mod autoscale;
 mod cron;
 mod duration;
 mod find;
+mod forward;
 mod instance;
 mod overrides;
 mod render;
@@ -45,6 +46,7 @@ mod zone;
 
 pub use autoscale::*;
 pub use cron::{cron_parser, CRON_ALIASES};
+pub use forward::ForwardSignals;
 pub use instance::{instance_name, split_instance_name};
 pub use rollout::{advisories, RolloutPolicy};
 pub use scale::ScaleLimit;

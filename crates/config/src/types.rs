@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::autoscale::{Autoscale, ScaleDown};
+use crate::forward::ForwardSignals;
 use crate::rollout::RolloutPolicy;
 use crate::vocab::vocabulary;
 
@@ -473,6 +474,9 @@ pub struct ProcessConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port_base: Option<u16>,
     pub shutdown: Shutdown,
+    /// Which of the manager's SIGUSR1/SIGUSR2 reach the instances.
+    #[serde(skip_serializing_if = "ForwardSignals::is_default")]
+    pub forward_signals: ForwardSignals,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     pub stdout: bool,

@@ -106,3 +106,45 @@ fn per_instance_ports_without_min_ready_get_advice() {
     let c = ok("processes:\n  web:\n    command: [serve]\n    port_base: 8080\n    max_scale: 4\n");
     assert_eq!(advisories(&c).len(), 1);
 }
+
+// `forward_signals` (SPEC 7) lives beside `rollout` here: both are small
+// per-process keys about how the manager treats running instances.
+
+#[test]
+fn forward_signals_takes_sigusr1_and_sigusr2_only() {
+    use phpeek_config::ForwardSignals;
+    let c = ok(&web(""));
+    assert!(c.processes["web"].forward_signals.is_default());
+    let c = ok(&web("    forward_signals: [USR1]\n"));
+    let f = c.processes["web"].forward_signals;
+    assert_eq!(
+        f,
+        ForwardSignals {
+            usr1: true,
+            usr2: false
+        }
+    );
+    let yaml = to_yaml(&c);
+    assert!(yaml.contains("forward_signals:\n    - SIGUSR1\n"), "{yaml}");
+    assert_eq!(ok(&yaml).processes["web"].forward_signals, f);
+    let c = ok(&web("    forward_signals: []\n"));
+    assert_eq!(c.processes["web"].forward_signals, ForwardSignals::NONE);
+    assert_eq!(
+        ok(&to_yaml(&c)).processes["web"].forward_signals,
+        ForwardSignals::NONE,
+        "none survives the round trip"
+    );
+
+    let e = errs(&web("    forward_signals: [SIGUSR2, SIGTERM]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("phpeek-pm.yaml:5:"), "{e:?}");
+    assert!(e[0].contains("processes.web.forward_signals[1]"), "{e:?}");
+    assert!(
+        e[0].contains("SIGTERM is not forwarded: only SIGUSR1 and SIGUSR2"),
+        "{e:?}"
+    );
+    let e = errs(&web("    forward_signals: [SIGNOPE]\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    let e = errs(&web("    forward_signals: SIGUSR1\n"));
+    assert!(e[0].contains("expected a list"), "{e:?}");
+}

@@ -159,6 +159,57 @@ fn sigusr1_and_sigusr2_are_forwarded_to_every_instance() {
 }
 
 #[test]
+fn forward_signals_picks_which_user_signals_a_process_gets() {
+    // `plain` would die of USR1/USR2 (a shell without traps, as php -S or
+    // redis-server do); `reopen` takes only USR1; `fpm` takes both.
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  fpm:
+    command: {}
+  reopen:
+    command: {}
+    forward_signals: [SIGUSR1]
+  plain:
+    command: ["sh", "-c", "echo up >> $DIR/plain.log; while true; do sleep 0.2; done"]
+    forward_signals: []
+"#,
+        trapping_worker("fpm"),
+        trapping_worker("reopen")
+    );
+    let mut m = Manager::start(&yaml);
+    let plain = m.wait_running("plain", 1)[0].1;
+    wait_for("all up", DEADLINE, || {
+        (read(&m.path("fpm.log")).contains("up")
+            && read(&m.path("reopen.log")).contains("up")
+            && read(&m.path("plain.log")).contains("up"))
+        .then_some(())
+    });
+    m.signal(Signal::SIGUSR1);
+    m.signal(Signal::SIGUSR2);
+    wait_for("USR1 and USR2 at fpm", DEADLINE, || {
+        let log = read(&m.path("fpm.log"));
+        (log.contains("usr1") && log.contains("usr2")).then_some(())
+    });
+    wait_for("USR1 at reopen", DEADLINE, || {
+        read(&m.path("reopen.log")).contains("usr1").then_some(())
+    });
+    // A marker sent after both: once fpm logged it, the manager had long
+    // passed on USR2 wherever it was going to (`plain` would be dead:
+    // the default action ends it at delivery).
+    m.signal(Signal::SIGUSR1);
+    wait_for("the marker USR1 at fpm", DEADLINE, || {
+        (read(&m.path("fpm.log")).matches("usr1").count() == 2).then_some(())
+    });
+    assert!(
+        !read(&m.path("reopen.log")).contains("usr2"),
+        "reopen takes USR1 only"
+    );
+    assert!(alive(plain), "plain got a signal it would die of");
+    assert_eq!(m.process("plain").instances[0].pid, Some(plain));
+    assert_eq!(m.process("plain").instances[0].restarts, 0);
+}
+
+#[test]
 fn the_manager_exits_by_itself_when_nothing_is_left_to_run() {
     let ok = format!(
         "{TEST_GLOBALS}processes:\n  once:\n    command: [\"sh\", \"-c\", \"echo done\"]\n    restart: never\n    scale: 2\n"

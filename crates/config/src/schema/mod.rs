@@ -286,6 +286,9 @@ struct FileProcess {
     depends_on: Option<DependsOn>,
     /// Instance N gets PHPEEK_PM_INSTANCE_PORT = port_base + N.
     port_base: Option<Port>,
+    /// Which of the manager's SIGUSR1/SIGUSR2 reach the instances
+    /// (default both; [] for none).
+    forward_signals: Option<Vec<Signal>>,
     /// How instances are stopped.
     shutdown: Option<FileShutdown>,
     /// Probe run against every instance.

@@ -125,6 +125,7 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "depends_on",
     "port_base",
     "shutdown",
+    "forward_signals",
     "health_check",
     "stdout",
     "stderr",

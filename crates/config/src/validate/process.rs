@@ -44,6 +44,7 @@ pub(crate) fn default_process() -> ProcessConfig {
         autoscale: None,
         scale_down: crate::ScaleDown::default(),
         rollout: crate::RolloutPolicy::default(),
+        forward_signals: crate::ForwardSignals::default(),
         env: BTreeMap::new(),
         working_dir: None,
         user: None,
@@ -201,6 +202,11 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
                 }
             }
             "shutdown" => parse_shutdown(n, &path, ctx, &mut p.shutdown),
+            "forward_signals" => {
+                if let Some(f) = parse_forward_signals(n, &path, ctx) {
+                    p.forward_signals = f;
+                }
+            }
             "health_check" => {
                 p.health_check = parse_health_check(n, &path, ctx, &mut meta);
                 if p.health_check.is_some() {
@@ -351,6 +357,44 @@ fn command_origin(entries: &[Entry]) -> Origin {
         .find(|e| e.key == "command")
         .map(|e| e.value.origin.clone())
         .unwrap_or(Origin::Env(String::new()))
+}
+
+/// `forward_signals:`: a list of SIGUSR1 and/or SIGUSR2 (`[]`: none).
+/// Null: the default (both).
+fn parse_forward_signals(
+    node: &Node,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<crate::ForwardSignals> {
+    let Got::Val(names) = ctx.string_list(node, path, "[SIGUSR1]") else {
+        return None;
+    };
+    let mut f = crate::ForwardSignals::NONE;
+    let mut ok = true;
+    let items: Vec<&Node> = match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => Vec::new(),
+    };
+    for (i, name) in names.iter().enumerate() {
+        let origin = items.get(i).map_or(&node.origin, |n| &n.origin);
+        let ipath = format!("{path}[{i}]");
+        match parse_signal(name) {
+            Ok(sig) if f.add(sig) => {}
+            Ok(_) => {
+                ctx.err(
+                    origin,
+                    &ipath,
+                    format!("{name} is not forwarded: only SIGUSR1 and SIGUSR2 are (SIGHUP reloads the manager; SIGTERM, SIGINT and SIGQUIT stop it)"),
+                );
+                ok = false;
+            }
+            Err(m) => {
+                ctx.err(origin, &ipath, m);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(f)
 }
 
 /// `rollout:`: `min_ready`, a duration (0 is the same as leaving it out).

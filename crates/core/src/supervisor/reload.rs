@@ -65,6 +65,8 @@ pub(crate) fn spawn_definition(cfg: &ProcessConfig) -> SpawnDefinition<'_> {
         depends_on: _,
         port_base,
         shutdown: _,
+        // Read when a signal comes.
+        forward_signals: _,
         health_check: _,
         stdout,
         stderr,

@@ -151,7 +151,17 @@ impl<E: Effects> Supervisor<E> {
                 let Ok(signal) = Signal::try_from(signo) else {
                     return;
                 };
-                let pids: Vec<i32> = self.pids.keys().copied().collect();
+                // Only to processes that take it (`forward_signals`).
+                let pids: Vec<i32> = self
+                    .pids
+                    .iter()
+                    .filter(|(_, at)| {
+                        self.processes
+                            .get(&*at.process)
+                            .is_some_and(|p| p.cfg.forward_signals.forwards(signo))
+                    })
+                    .map(|(pid, _)| *pid)
+                    .collect();
                 for pid in pids {
                     self.fx.signal_pid(pid, signal);
                 }

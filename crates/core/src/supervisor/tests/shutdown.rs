@@ -142,3 +142,20 @@ async fn usr1_is_forwarded_to_every_leader() {
     }
     assert_eq!(rig.running("db").len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn forward_signals_limits_which_processes_get_usr1_and_usr2() {
+    let mut rig = Rig::started(
+        "processes:\n  fpm:\n    command: [\"fpm\"]\n  web:\n    command: [\"web\"]\n    forward_signals: [SIGUSR1]\n  api:\n    command: [\"api\"]\n    forward_signals: []\n",
+    );
+    let (fpm, web, api) = (
+        rig.pid("fpm-1").unwrap(),
+        rig.pid("web-1").unwrap(),
+        rig.pid("api-1").unwrap(),
+    );
+    rig.signal(SignalEvent::Forward(libc::SIGUSR1));
+    rig.signal(SignalEvent::Forward(libc::SIGUSR2));
+    assert_eq!(rig.fx().signals_to(fpm), [Signal::SIGUSR1, Signal::SIGUSR2]);
+    assert_eq!(rig.fx().signals_to(web), [Signal::SIGUSR1]);
+    assert!(rig.fx().signals_to(api).is_empty());
+}

@@ -1,12 +1,15 @@
 <?php
 // php-fpm's health check: one real FastCGI request for the pool's
 // `ping.path` (/ping), straight to php-fpm's listen address, as nginx would
-// send it. Exit 0 when php-fpm answers "pong", 1 otherwise.
-//   php bin/fpm-ping.php 127.0.0.1:9001 [/ping]
+// send it. Exit 0 when php-fpm's answer contains "pong", 1 otherwise.
+//   php bin/fpm-ping.php 127.0.0.1:9001
+// The same request for any script, with the text to expect:
+//   php bin/fpm-ping.php 127.0.0.1:9001 /app/public/slow.php?ms=5000 'slow done'
 declare(strict_types=1);
 
 $address = $argv[1] ?? '127.0.0.1:9000';
-$path = $argv[2] ?? '/ping';
+[$path, $query] = array_pad(explode('?', $argv[2] ?? '/ping', 2), 2, '');
+$expect = $argv[3] ?? 'pong';
 
 function record(int $type, string $content): string
 {
@@ -26,10 +29,10 @@ if ($sock === false) {
     fwrite(STDERR, "fpm-ping: connect $address: $errstr\n");
     exit(1);
 }
-stream_set_timeout($sock, 2);
+stream_set_timeout($sock, 60);
 $params = pair('SCRIPT_NAME', $path) . pair('SCRIPT_FILENAME', $path)
     . pair('REQUEST_URI', $path) . pair('REQUEST_METHOD', 'GET')
-    . pair('QUERY_STRING', '') . pair('SERVER_PROTOCOL', 'HTTP/1.1')
+    . pair('QUERY_STRING', $query) . pair('SERVER_PROTOCOL', 'HTTP/1.1')
     . pair('GATEWAY_INTERFACE', 'CGI/1.1');
 // BEGIN_REQUEST (responder role, close after), PARAMS, empty PARAMS, empty STDIN
 fwrite($sock, record(1, pack('nCx5', 1, 0)) . record(4, $params) . record(4, '') . record(5, ''));
@@ -50,8 +53,8 @@ while (!$ended && !feof($sock)) {
     }
 }
 fclose($sock);
-if ($ended && str_contains($stdout, 'pong')) {
+if ($ended && str_contains($stdout, $expect)) {
     exit(0);
 }
-fwrite(STDERR, "fpm-ping: no pong from $address: " . json_encode($stdout) . "\n");
+fwrite(STDERR, "fpm-ping: no \"$expect\" from $address: " . json_encode($stdout) . "\n");
 exit(1);

@@ -332,6 +332,8 @@ struct FileProcess {
     autoscale: Option<FileAutoscale>,
     /// Which instances a scale-down stops.
     scale_down: Option<FileScaleDown>,
+    /// How a rolling restart paces itself.
+    rollout: Option<FileRollout>,
     /// Extra environment variables.
     env: Option<EnvMap>,
     /// Working directory.
@@ -362,6 +364,15 @@ struct FileShutdown {
     signal: Option<Signal>,
     /// Grace period before SIGKILL (default: global.shutdown_timeout).
     timeout: Option<DurationText>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileRollout {
+    /// Each next step waits until the new instance has been running (and
+    /// healthy) this long (default 0: at once).
+    min_ready: Option<DurationText>,
 }
 
 /// The long form of `schedule:`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::autoscale::{Autoscale, ScaleDown};
+use crate::rollout::RolloutPolicy;
 use crate::vocab::vocabulary;
 
 /// The whole file after loading.
@@ -454,6 +455,8 @@ pub struct ProcessConfig {
     pub autoscale: Option<Autoscale>,
     #[serde(skip_serializing_if = "ScaleDown::is_default")]
     pub scale_down: ScaleDown,
+    #[serde(skip_serializing_if = "RolloutPolicy::is_default")]
+    pub rollout: RolloutPolicy,
     /// Values may hold per-instance references like `command`.
     pub env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -195,7 +195,15 @@ fn main() -> ExitCode {
         None => serve(&cli, false),
         Some(Cmd::Serve { watch }) => serve(&cli, watch),
         Some(Cmd::CheckConfig) => match load(&cli) {
-            Ok((config, _)) => emit(&phpeek_config::to_yaml(&config)),
+            Ok((config, _)) => {
+                // Advice goes to stderr: stdout stays the effective YAML.
+                let mut err = std::io::stderr().lock();
+                for line in phpeek_config::advisories(&config) {
+                    let _ = writeln!(err, "warning: {line}");
+                }
+                drop(err);
+                emit(&phpeek_config::to_yaml(&config))
+            }
             Err(e) => {
                 print_errors(&e);
                 ExitCode::from(2)
@@ -326,6 +334,9 @@ fn serve(cli: &Cli, watch: bool) -> ExitCode {
             config.processes.len(),
             path.display()
         );
+        for line in phpeek_config::advisories(&config) {
+            tracing::warn!("{line}");
+        }
         let core = phpeek_core::start(config.clone(), path.clone())?;
         listeners.serve(&config, core.handle.clone());
         if watch || config.global.watch_config {

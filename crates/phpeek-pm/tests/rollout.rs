@@ -111,3 +111,104 @@ fn a_rolling_restart_never_drops_more_than_one_instance() {
         .collect();
     assert_eq!(restarts, vec![1, 1, 1, 1]);
 }
+
+/// Start times (ns since the epoch) that the instances of `web` wrote
+/// into `$DIR/starts.log`, in the order they started: (number, time).
+fn starts(m: &Manager) -> Vec<(u32, u128)> {
+    std::fs::read_to_string(m.path("starts.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (n, t) = l.split_once(' ')?;
+            Some((n.parse().ok()?, t.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn min_ready_holds_each_step_of_a_roll() {
+    let yaml = format!(
+        r#"{TEST_GLOBALS}processes:
+  web:
+    command: ["sh", "-c", "echo \"$PHPEEK_PM_INSTANCE_NUMBER $(date +%s%N)\" >> $DIR/starts.log; exec sleep 300"]
+    scale: 3
+    rollout: {{ min_ready: 2s }}
+"#
+    );
+    let mut m = Manager::start(&yaml);
+    m.wait_running("web", 3);
+    wait_for("three starts written", DEADLINE, || {
+        (starts(&m).len() == 3).then_some(())
+    });
+    let (status, body) = m.post("/api/v1/processes/web/restart", "");
+    assert_eq!(status, 202, "{body}");
+    // While it waits, the process object says for what.
+    let p = m.wait_process("web", |p| {
+        p.rollout
+            .as_ref()
+            .is_some_and(|r| r.current.as_deref() == Some("web-1"))
+    });
+    let roll = p.rollout.unwrap();
+    assert_eq!(roll.state, RolloutPhase::Running);
+    assert_eq!(roll.min_ready.as_deref(), Some("2s"));
+    assert_eq!(roll.remaining, 2);
+    m.wait_process("web", |p| {
+        p.rollout
+            .as_ref()
+            .is_some_and(|r| r.state == RolloutPhase::Done)
+    });
+    let all = starts(&m);
+    assert_eq!(all.len(), 6, "{all:?}");
+    let rolled: Vec<u32> = all[3..].iter().map(|(n, _)| *n).collect();
+    assert_eq!(rolled, [1, 2, 3], "one at a time, in order");
+    // Each next instance was stopped only after the one before had run
+    // for min_ready (2 s): its own start came later still. The margin
+    // covers the shell's start-up after the manager counted it running.
+    for w in all[3..].windows(2) {
+        let gap_ms = (w[1].1 - w[0].1) / 1_000_000;
+        assert!(
+            gap_ms >= 1_500,
+            "{} started {gap_ms} ms after {}",
+            w[1].0,
+            w[0].0
+        );
+    }
+}
+
+#[test]
+fn check_config_advises_min_ready_for_per_instance_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "processes:\n  api-worker:\n    command: [\"./api-server\", \"--port\", \"${PHPEEK_PM_INSTANCE_PORT}\"]\n    scale: 3\n    port_base: 8080\n",
+    )
+    .unwrap();
+    let run = run_cli(
+        &["check-config", "-c", cfg.to_str().unwrap()],
+        dir.path(),
+        &[],
+        &[],
+    );
+    assert_eq!(run.code, 0, "a warning is not an error: {}", run.stderr);
+    assert!(
+        run.stderr.contains("warning: processes.api-worker: port_base with up to 3 instances and no rollout.min_ready"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("warning"), "stdout stays YAML");
+    std::fs::write(
+        &cfg,
+        "processes:\n  api-worker:\n    command: [\"./api-server\", \"--port\", \"${PHPEEK_PM_INSTANCE_PORT}\"]\n    scale: 3\n    port_base: 8080\n    rollout: { min_ready: 11s }\n",
+    )
+    .unwrap();
+    let run = run_cli(
+        &["check-config", "-c", cfg.to_str().unwrap()],
+        dir.path(),
+        &[],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    assert!(run.stdout.contains("min_ready: 11s"), "{}", run.stdout);
+}

@@ -136,6 +136,17 @@ pub struct Rollout {
     pub state: RolloutPhase,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The instance being replaced now (while `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Instances still to replace after `current`.
+    #[serde(default)]
+    pub remaining: u32,
+    /// The process's `rollout.min_ready` (e.g. `11s`), when set: each next
+    /// step waits until the new instance has been running and healthy
+    /// that long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready: Option<String>,
 }
 
 /// A process with its instances.

@@ -380,7 +380,7 @@ fn check_schedule(
             ),
         );
     }
-    let standing: [(&str, Option<&Origin>); 5] = [
+    let standing: [(&str, Option<&Origin>); 6] = [
         ("health_check", meta.health_check_key.as_ref()),
         ("max_scale", meta.max_scale_origin.as_ref()),
         (
@@ -389,6 +389,7 @@ fn check_schedule(
         ),
         ("autoscale", meta.autoscale.as_ref().map(|m| &m.key)),
         ("scale_down", meta.scale_down_key.as_ref()),
+        ("rollout", meta.rollout_key.as_ref()),
     ];
     for (k, origin) in standing {
         if let Some(origin) = origin {

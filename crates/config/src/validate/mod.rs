@@ -117,6 +117,7 @@ pub(crate) const PROCESS_KEYS: &[&str] = &[
     "initial_state",
     "autoscale",
     "scale_down",
+    "rollout",
     "env",
     "working_dir",
     "user",
@@ -141,6 +142,7 @@ pub(crate) fn key_tables() -> Vec<(&'static str, &'static [&'static str])> {
         ("FileProcessHooks", hooks::PROCESS_HOOK_KEYS),
         ("FileHook", hooks::HOOK_KEYS),
         ("FileShutdown", process::SHUTDOWN_KEYS),
+        ("FileRollout", process::ROLLOUT_KEYS),
         ("FileAutoscale", autoscale::AUTOSCALE_KEYS),
         ("FileMetric", autoscale::METRIC_KEYS),
         ("FileRedisSource", autoscale::REDIS_KEYS),
@@ -184,6 +186,7 @@ pub(super) struct ProcMeta {
     pub(super) health_check_key: Option<Origin>,
     pub(super) autoscale: Option<autoscale::AutoscaleMeta>,
     pub(super) scale_down_key: Option<Origin>,
+    pub(super) rollout_key: Option<Origin>,
 }
 
 /// One `depends_on` entry: where it was written, and whether its

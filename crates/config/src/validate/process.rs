@@ -25,6 +25,7 @@ use crate::{
 };
 
 pub(super) const SHUTDOWN_KEYS: &[&str] = &["signal", "timeout"];
+pub(super) const ROLLOUT_KEYS: &[&str] = &["min_ready"];
 
 pub(crate) fn default_process() -> ProcessConfig {
     ProcessConfig {
@@ -42,6 +43,7 @@ pub(crate) fn default_process() -> ProcessConfig {
         initial_state: InitialState::Started,
         autoscale: None,
         scale_down: crate::ScaleDown::default(),
+        rollout: crate::RolloutPolicy::default(),
         env: BTreeMap::new(),
         working_dir: None,
         user: None,
@@ -82,6 +84,7 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
         health_check_key: None,
         autoscale: None,
         scale_down_key: None,
+        rollout_key: None,
     };
     let Some(entries) = ctx.map(&entry.value, &base) else {
         return (p, meta);
@@ -174,6 +177,12 @@ pub(super) fn parse_process(entry: &Entry, ctx: &mut Ctx<'_>) -> (ProcessConfig,
                 // Null or `{}` says nothing (and is fine with a schedule).
                 if matches!(&n.value, Value::Map(m) if !m.is_empty()) {
                     meta.scale_down_key = Some(e.key_origin.clone());
+                }
+            }
+            "rollout" => {
+                p.rollout = parse_rollout(n, &path, ctx);
+                if matches!(&n.value, Value::Map(m) if !m.is_empty()) {
+                    meta.rollout_key = Some(e.key_origin.clone());
                 }
             }
             "env" => read_env(n, &path, ctx, &mut p, &mut meta),
@@ -342,6 +351,26 @@ fn command_origin(entries: &[Entry]) -> Origin {
         .find(|e| e.key == "command")
         .map(|e| e.value.origin.clone())
         .unwrap_or(Origin::Env(String::new()))
+}
+
+/// `rollout:`: `min_ready`, a duration (0 is the same as leaving it out).
+fn parse_rollout(node: &Node, path: &str, ctx: &mut Ctx<'_>) -> crate::RolloutPolicy {
+    let mut r = crate::RolloutPolicy::default();
+    let Some(entries) = ctx.map(node, path) else {
+        return r;
+    };
+    for e in entries {
+        let kpath = join(path, &e.key);
+        match e.key.as_str() {
+            "min_ready" => {
+                if let Got::Val(d) = ctx.duration(&e.value, &kpath) {
+                    r.min_ready = (!d.is_zero()).then_some(d);
+                }
+            }
+            _ => ctx.unknown_key(e, path, ROLLOUT_KEYS, ""),
+        }
+    }
+    r
 }
 
 fn parse_shutdown(node: &Node, path: &str, ctx: &mut Ctx<'_>, s: &mut Shutdown) {

@@ -187,6 +187,9 @@ pub(crate) enum TimerKind {
     ScheduleWake,
     /// An autoscaler's interval is over (armed on the process, number 0).
     AutoscaleTick,
+    /// The instance a roll replaced may have been ready for
+    /// `rollout.min_ready` now: look at the roll again.
+    RolloutReady,
 }
 
 /// A timer that fired, for the instance's `timer_gen` it was armed under.

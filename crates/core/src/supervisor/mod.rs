@@ -361,7 +361,10 @@ fn process_snap(p: &Process) -> ProcessSnap {
         restart: p.cfg.restart,
         state,
         reason,
-        rollout: p.rollout.as_ref().map(rollout::RolloutState::public),
+        rollout: p
+            .rollout
+            .as_ref()
+            .map(|r| r.public(&p.name, p.cfg.rollout.min_ready)),
         health_type: p.cfg.health_check.as_ref().map(|h| h.kind.type_name()),
         scale_events: p.scale_events,
         kind: p.cfg.kind,

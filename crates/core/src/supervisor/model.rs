@@ -42,6 +42,8 @@ pub(crate) struct Live {
     pub pid: i32,
     pub since: Instant,
     pub health: Health,
+    /// When `health` last became healthy (rollout.min_ready counts from it).
+    pub healthy_since: Option<Instant>,
     /// Aborted when dropped.
     pub probe: Option<ProbeHandle>,
     pub probe_ok: u32,
@@ -54,6 +56,7 @@ impl Live {
             pid,
             since,
             health: Health::Unknown,
+            healthy_since: None,
             probe: None,
             probe_ok: 0,
             probe_fail: 0,

@@ -119,6 +119,7 @@ impl<E: Effects> Supervisor<E> {
             ProbeVerdict::Healthy => {
                 tracing::info!(instance = %inst.name, "{} is healthy ({})", inst.name, result.detail);
                 live.health = Health::Healthy;
+                live.healthy_since = Some(self.fx.now());
                 self.advance_rollout(pname);
                 return;
             }
@@ -133,6 +134,7 @@ impl<E: Effects> Supervisor<E> {
             result.detail
         );
         live.health = Health::Unhealthy;
+        live.healthy_since = None;
         live.stop_probing();
         inst.reason = Some(format!("health check failed: {}", result.detail));
         inst.respawn_after_exit = Some(RestartReason::HealthCheck);

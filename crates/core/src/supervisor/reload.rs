@@ -56,6 +56,8 @@ pub(crate) fn spawn_definition(cfg: &ProcessConfig) -> SpawnDefinition<'_> {
         // of the next scale-down is read when it happens.
         autoscale: _,
         scale_down: _,
+        // Read at each step of a roll, so a running roll takes the new pace.
+        rollout: _,
         env,
         working_dir,
         user,

@@ -278,6 +278,12 @@ impl<E: Effects> Supervisor<E> {
             self.on_autoscale_tick(&at.process, gen);
             return;
         }
+        if kind == TimerKind::RolloutReady {
+            // No generation check: the roll looks at the instance afresh,
+            // so a stale wake only finds it still waiting.
+            self.advance_rollout(&at.process);
+            return;
+        }
         let shutting_down = self.shutting_down;
         let Some(inst) = self.instance_mut(&at.process, at.number) else {
             return;
@@ -295,7 +301,7 @@ impl<E: Effects> Supervisor<E> {
             }
             TimerKind::StopDeadline => self.on_stop_deadline(&at.process, at.number),
             TimerKind::RunTimeout => self.on_run_timeout(&at.process, at.number),
-            TimerKind::ScheduleWake | TimerKind::AutoscaleTick => {}
+            TimerKind::ScheduleWake | TimerKind::AutoscaleTick | TimerKind::RolloutReady => {}
         }
     }
 }

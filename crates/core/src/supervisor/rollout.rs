@@ -8,11 +8,17 @@
 //!   roll never takes more than one instance away.
 //! - A roll moves only while `Running`; `Halted` and `Done` are final
 //!   (a new restart or reload starts a new roll).
+//! - With `rollout.min_ready`, a replaced instance counts as back only once
+//!   it has been running (and healthy, where checked) that long without a
+//!   break: a restart of it starts the count again.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use phpeek_wire::{Health, InstanceState, Rollout, RolloutPhase};
 
+use super::messages::{InstanceRef, Timer, TimerKind};
 use super::model::{Process, RunState};
 use super::{Effects, Supervisor};
 
@@ -23,6 +29,9 @@ pub(crate) struct RolloutState {
     pub current: Option<u32>,
     pub phase: RolloutPhase,
     pub reason: Option<String>,
+    /// The `min_ready` wake armed for `current`, so that every probe
+    /// report does not arm another.
+    pub wake: Option<Instant>,
 }
 
 impl RolloutState {
@@ -32,13 +41,27 @@ impl RolloutState {
             current: None,
             phase: RolloutPhase::Running,
             reason: None,
+            wake: None,
         }
     }
 
-    pub(crate) fn public(&self) -> Rollout {
+    /// The `rollout` object of process `pname`, whose `rollout.min_ready`
+    /// is `min_ready`.
+    pub(crate) fn public(&self, pname: &str, min_ready: Option<Duration>) -> Rollout {
+        let running = self.phase == RolloutPhase::Running;
         Rollout {
             state: self.phase,
             reason: self.reason.clone(),
+            current: self
+                .current
+                .filter(|_| running)
+                .map(|n| phpeek_config::instance_name(pname, n)),
+            remaining: if running {
+                u32::try_from(self.queue.len()).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
+            min_ready: min_ready.map(phpeek_config::format_duration),
         }
     }
 
@@ -53,8 +76,8 @@ impl RolloutState {
 /// How the instance being replaced is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Replaced {
-    /// Running again (and healthy where checked): the roll may move on.
-    Back,
+    /// Running again (and healthy where checked) since `ready_since`.
+    Back { ready_since: Instant },
     /// Still stopping, starting or waiting for its first healthy probe.
     Pending,
     /// Ended in this state instead of coming back.
@@ -66,16 +89,31 @@ pub(crate) enum Replaced {
 /// What a running roll does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RolloutStep {
+    /// Until the replaced instance changes state.
     Wait,
+    /// Back, but not yet for `min_ready`: look again at this moment.
+    WaitUntil(Instant),
     Halt(String),
     /// Replace the next instance in the queue (or finish when empty).
     Proceed,
 }
 
-/// The step for the instance `name` being replaced, doing `status`.
-pub(crate) fn rollout_step(name: &str, status: &Replaced) -> RolloutStep {
+/// The step for the instance `name` being replaced, doing `status`, at
+/// `now`, when each step must stay ready for `min_ready`.
+pub(crate) fn rollout_step(
+    name: &str,
+    status: &Replaced,
+    min_ready: Duration,
+    now: Instant,
+) -> RolloutStep {
     match status {
-        Replaced::Back | Replaced::Gone => RolloutStep::Proceed,
+        Replaced::Back { ready_since } => match ready_since.checked_add(min_ready) {
+            Some(due) if due <= now => RolloutStep::Proceed,
+            Some(due) => RolloutStep::WaitUntil(due),
+            // Too far to represent: as good as never.
+            None => RolloutStep::Wait,
+        },
+        Replaced::Gone => RolloutStep::Proceed,
         Replaced::Pending => RolloutStep::Wait,
         Replaced::Down(state) => {
             RolloutStep::Halt(format!("{name} did not come back: {}", state.as_str()))
@@ -90,10 +128,16 @@ fn replaced_status(p: &Process, n: u32) -> Replaced {
     };
     let checked = p.cfg.health_check.is_some();
     match &i.run {
-        RunState::Running(live)
-            if i.respawn_after_exit.is_none() && (!checked || live.health == Health::Healthy) =>
-        {
-            Replaced::Back
+        RunState::Running(live) if i.respawn_after_exit.is_none() => {
+            match (checked, live.healthy_since) {
+                (false, _) => Replaced::Back {
+                    ready_since: live.since,
+                },
+                (true, Some(since)) if live.health == Health::Healthy => {
+                    Replaced::Back { ready_since: since }
+                }
+                (true, _) => Replaced::Pending,
+            }
         }
         RunState::Failed | RunState::Backoff { .. } | RunState::Exited => Replaced::Down(i.state()),
         _ => Replaced::Pending,
@@ -123,18 +167,39 @@ impl<E: Effects> Supervisor<E> {
                 return;
             };
             let cur_status = roll.current.map(|cur| (cur, replaced_status(p, cur)));
+            let min_ready = p.cfg.rollout.min_ready();
+            let now = self.fx.now();
             let Some(roll) = p.rollout.as_mut() else {
                 return;
             };
             if let Some((cur, status)) = cur_status {
                 let name = phpeek_config::instance_name(pname, cur);
-                match rollout_step(&name, &status) {
+                match rollout_step(&name, &status, min_ready, now) {
                     RolloutStep::Wait => return,
+                    RolloutStep::WaitUntil(due) => {
+                        if roll.wake != Some(due) {
+                            roll.wake = Some(due);
+                            let timer = Timer {
+                                at: InstanceRef {
+                                    process: Arc::clone(&p.name),
+                                    number: cur,
+                                },
+                                gen: 0,
+                                kind: TimerKind::RolloutReady,
+                            };
+                            self.fx
+                                .start_timer(timer, due.saturating_duration_since(now));
+                        }
+                        return;
+                    }
                     RolloutStep::Halt(why) => {
                         roll.halt(pname, why);
                         return;
                     }
-                    RolloutStep::Proceed => roll.current = None,
+                    RolloutStep::Proceed => {
+                        roll.current = None;
+                        roll.wake = None;
+                    }
                 }
             }
             let Some(next) = roll.queue.pop_front() else {

@@ -146,13 +146,44 @@ fn reload_classification_separates_respawn_rescale_and_in_place() {
 
 #[test]
 fn rollout_steps() {
-    assert_eq!(rollout_step("w-1", &Replaced::Back), RolloutStep::Proceed);
-    assert_eq!(rollout_step("w-1", &Replaced::Gone), RolloutStep::Proceed);
-    assert_eq!(rollout_step("w-1", &Replaced::Pending), RolloutStep::Wait);
+    let t0 = Instant::now();
+    let back = Replaced::Back { ready_since: t0 };
+    let step =
+        |s: &Replaced, min_ready: Duration, now: Instant| rollout_step("w-1", s, min_ready, now);
+    assert_eq!(step(&back, Duration::ZERO, t0), RolloutStep::Proceed);
+    assert_eq!(step(&Replaced::Gone, secs(10), t0), RolloutStep::Proceed);
     assert_eq!(
-        rollout_step("w-1", &Replaced::Down(InstanceState::Backoff)),
+        step(&Replaced::Pending, Duration::ZERO, t0),
+        RolloutStep::Wait
+    );
+    assert_eq!(
+        step(&Replaced::Down(InstanceState::Backoff), secs(10), t0),
         RolloutStep::Halt("w-1 did not come back: backoff".into())
     );
+    // min_ready: back for less than it waits until the moment it is over.
+    assert_eq!(
+        step(&back, secs(10), t0 + secs(3)),
+        RolloutStep::WaitUntil(t0 + secs(10))
+    );
+    assert_eq!(step(&back, secs(10), t0 + secs(10)), RolloutStep::Proceed);
+    assert_eq!(step(&back, Duration::MAX, t0), RolloutStep::Wait);
+}
+
+proptest! {
+    /// A roll never moves on before the replaced instance has been ready
+    /// for min_ready, and always does once it has.
+    #[test]
+    fn min_ready_is_a_lower_bound(ready_ms in 0u64..100_000, min_ms in 0u64..100_000, at_ms in 0u64..200_000) {
+        let t0 = Instant::now();
+        let since = t0 + ms(ready_ms);
+        let now = t0 + ms(at_ms.max(ready_ms));
+        let step = rollout_step("w-1", &Replaced::Back { ready_since: since }, ms(min_ms), now);
+        if now.duration_since(since) >= ms(min_ms) {
+            prop_assert_eq!(step, RolloutStep::Proceed);
+        } else {
+            prop_assert_eq!(step, RolloutStep::WaitUntil(since + ms(min_ms)));
+        }
+    }
 }
 
 fn ended(states: &[(InstanceState, Option<i32>)]) -> ProcessEnd {

@@ -122,3 +122,73 @@ async fn stopping_the_process_cancels_its_roll() {
         .iter()
         .all(|n| rig.state(n) == InstanceState::Stopped));
 }
+
+#[tokio::test(start_paused = true)]
+async fn min_ready_holds_each_step_until_the_new_instance_was_ready_that_long() {
+    let mut rig =
+        Rig::started(&THREE.replace("scale: 3", "scale: 3\n    rollout: { min_ready: 10s }"));
+    let pid2 = rig.pid("w-2").unwrap();
+    rig.act("w", Action::Restart).unwrap();
+    rig.obey();
+    rig.spawn_all();
+    assert_eq!(rig.state("w-1"), InstanceState::Running);
+    let roll = rig.process("w").rollout.unwrap();
+    assert_eq!(roll.current.as_deref(), Some("w-1"));
+    assert_eq!(roll.remaining, 2);
+    assert_eq!(roll.min_ready.as_deref(), Some("10s"));
+    rig.advance(secs(9)).await;
+    assert!(rig.fx().signals_to(pid2).is_empty(), "w-1 ran for 9s only");
+    rig.advance(secs(1)).await;
+    assert_eq!(rig.fx().signals_to(pid2), [Signal::SIGTERM]);
+    assert_eq!(
+        rig.process("w").rollout.unwrap().current.as_deref(),
+        Some("w-2")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_ready_counts_from_the_first_healthy_probe() {
+    let yaml = THREE_CHECKED.replace("scale: 3", "scale: 3\n    rollout: { min_ready: 5s }");
+    let mut rig = Rig::started(&yaml);
+    for n in rig.names("w") {
+        rig.probe(&n, true);
+    }
+    let pid2 = rig.pid("w-2").unwrap();
+    rig.act("w", Action::Restart).unwrap();
+    rig.obey();
+    rig.spawn_all();
+    rig.advance(secs(20)).await;
+    assert!(
+        rig.fx().signals_to(pid2).is_empty(),
+        "running but not healthy yet"
+    );
+    rig.probe("w-1", true);
+    rig.advance(secs(4)).await;
+    assert!(rig.fx().signals_to(pid2).is_empty(), "healthy for 4s of 5s");
+    // More probe reports while waiting arm no second wake.
+    rig.probe("w-1", true);
+    rig.advance(secs(1)).await;
+    assert_eq!(rig.fx().signals_to(pid2), [Signal::SIGTERM]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_waiting_for_min_ready_halts_the_roll() {
+    let mut rig =
+        Rig::started(&THREE.replace("scale: 3", "scale: 3\n    rollout: { min_ready: 10s }"));
+    let pid2 = rig.pid("w-2").unwrap();
+    rig.act("w", Action::Restart).unwrap();
+    rig.obey();
+    rig.spawn_all();
+    rig.advance(secs(6)).await;
+    rig.exit("w-1", 1);
+    let roll = rig.process("w").rollout.unwrap();
+    assert_eq!(roll.state, RolloutPhase::Halted);
+    assert!(roll.reason.unwrap().contains("w-1 did not come back"));
+    // The wake armed before the crash finds the roll halted.
+    rig.advance(secs(10)).await;
+    rig.spawn_all();
+    assert!(
+        rig.fx().signals_to(pid2).is_empty(),
+        "the rest keep running"
+    );
+}

@@ -192,9 +192,6 @@ fn rolling_restarts_scaling_and_stops_behind_nginx_fail_no_request() {
     });
     s.wait_ready(LONG);
     let api_url = format!("{}/api/ping", s.nginx());
-    let p = s.m.process("api-worker");
-    let min_ready = serde_json::to_string(&p.rollout).unwrap_or_default();
-    println!("api-worker rollout object before the roll: {min_ready}");
 
     // 1. `phpeek-pm restart api-worker`: rolling, with the seed's upstream
     // block as written (nginx's max_fails=1 fail_timeout=10s) and
@@ -208,6 +205,9 @@ fn rolling_restarts_scaling_and_stops_behind_nginx_fail_no_request() {
     let took = t.elapsed();
     let report = load.finish();
     println!("api-worker rolling restart took {:.1}s", took.as_secs_f64());
+    let rollout = s.m.process("api-worker").rollout.expect("a rollout object");
+    println!("api-worker rollout object: {rollout:?}");
+    assert_eq!(rollout.min_ready.as_deref(), Some("11s"), "{rollout:?}");
     assert_no_failures("api-worker rolling restart", &report, &s);
 
     // 2. Scale 3 -> 6 -> 3 (the seed's "existing instances continue

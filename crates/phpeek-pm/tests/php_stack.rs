@@ -93,6 +93,53 @@ fn php(s: &Stack, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[test]
+fn the_example_passes_check_config_without_a_warning() {
+    // No package needed: the file as shipped, with its defaults.
+    let dir = example_dir();
+    let run = run_cli(
+        &["check-config", "-c", "phpeek-pm.yaml"],
+        &dir,
+        &[],
+        &["PHPEEK_PM_CONFIG"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    for key in [
+        "min_ready: 11s",
+        "port_base: 8080",
+        "signal: SIGQUIT",
+        "signal: SIGINT",
+    ] {
+        assert!(
+            run.stdout.contains(key),
+            "effective config lacks {key}:\n{}",
+            run.stdout
+        );
+    }
+    // The same file without min_ready: check-config warns about the
+    // processes with port_base and several instances.
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string(dir.join("phpeek-pm.yaml")).unwrap();
+    std::fs::write(tmp.path().join("c.yaml"), without_min_ready(&yaml)).unwrap();
+    let run = run_cli(
+        &["check-config", "-c", "c.yaml"],
+        tmp.path(),
+        &[],
+        &["PHPEEK_PM_CONFIG"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for p in ["processes.api-worker", "processes.php-fpm"] {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains("warning") && l.contains(p) && l.contains("min_ready")),
+            "{p}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn boot_order_is_real_and_ready_comes_last() {
     if !stack_available("php_stack::boot_order") {
         return;

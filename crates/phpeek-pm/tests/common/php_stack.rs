@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{children_of, is_root, require, skip, try_send, wait_for, Manager, DEADLINE};
+use super::{children_of, is_root, skip, try_send, wait_for, which, Manager, DEADLINE};
 
 /// Where the example lives.
 pub fn example_dir() -> PathBuf {
@@ -26,9 +26,15 @@ pub fn stack_available(test: &str) -> bool {
     if !is_root() {
         return skip(test, "needs root for a pid namespace (unshare --pid)");
     }
-    // php-fpm8.2 lives in /usr/sbin, which a non-login PATH may lack.
-    if !require(test, PROGRAMS) {
-        return false;
+    // php-fpm8.2 and nginx live in /usr/sbin, which a non-login PATH may
+    // lack (the stack runs with /usr/sbin on its PATH).
+    let missing: Vec<&str> = PROGRAMS
+        .iter()
+        .copied()
+        .filter(|p| which(p).is_none() && !Path::new("/usr/sbin").join(p).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return skip(test, &format!("{} not installed", missing.join(", ")));
     }
     let modules = std::process::Command::new("php")
         .arg("-m")

@@ -464,6 +464,52 @@ fn a_3000_job_backlog_scales_workers_up_each_job_runs_once_and_the_count_returns
     }
     let left = command(s.ports.redis, &["LLEN", "queues:default"]).unwrap();
     assert_eq!(left, "0");
+
+    // Drain-aware scale-down with jobs in hand: 4 workers, 3 of them busy
+    // with 4 s jobs; a scale to 3 stops the idle one (idle_first, whatever
+    // its number), and the busy ones keep their pids and finish their jobs.
+    let (status, body) =
+        s.m.post("/api/v1/processes/queue-default/scale", r#"{"desired": 4}"#);
+    assert_eq!(status, 202, "{body}");
+    s.m.wait_running("queue-default", 4);
+    let ids: Vec<String> = (1..=3).map(|k| format!("long-{k}@4000")).collect();
+    let mut push = vec!["RPUSH", "queues:default"];
+    push.extend(ids.iter().map(String::as_str));
+    command(s.ports.redis, &push).unwrap();
+    let busy: BTreeSet<String> = wait_for("3 workers to take the long jobs", DEADLINE, || {
+        let out = s.m.stdout();
+        let names: BTreeSet<String> = ids
+            .iter()
+            .filter_map(|id| {
+                out.lines()
+                    .find(|l| l.contains(&format!("\"id\":\"{id}\"")) && l.contains("\"starting\""))
+                    .and_then(|l| l.strip_prefix('[')?.split_once(']'))
+                    .map(|(name, _)| name.to_string())
+            })
+            .collect();
+        (names.len() == 3).then_some(names)
+    });
+    let pids = s.m.pids("queue-default");
+    let idle: Vec<&String> = pids.keys().filter(|n| !busy.contains(*n)).collect();
+    let (status, body) =
+        s.m.post("/api/v1/processes/queue-default/scale", r#"{"desired": 3}"#);
+    assert_eq!(status, 202, "{body}");
+    let three: BTreeMap<String, i32> = s.m.wait_running("queue-default", 3).into_iter().collect();
+    for name in &busy {
+        assert_eq!(
+            three.get(name),
+            pids.get(name),
+            "busy {name} was stopped (idle: {idle:?}, left: {three:?})"
+        );
+    }
+    for id in &ids {
+        wait_file(&log, |t| {
+            t.lines().any(|l| l.starts_with(&format!("{id} ")))
+        });
+    }
+    println!(
+        "autoscale: scale 4 -> 3 with {busy:?} busy stopped the idle {idle:?}; the 3 jobs of 4 s completed"
+    );
 }
 
 #[test]

@@ -44,7 +44,9 @@ while (!$stop) {
     $id = (string)$got[1];
     $started = microtime(true);
     status(['id' => $id, 'job' => 'App\\Jobs\\Work', 'queue' => $queue, 'status' => 'starting']);
-    usleep($jobMs * 1000);
+    // An id ending in @MS (e.g. "report-7@4000") takes that long.
+    $at = strrpos($id, '@');
+    usleep(($at === false ? $jobMs : max(0, (int)substr($id, $at + 1))) * 1000);
     file_put_contents($log, "$id $instance\n", FILE_APPEND);
     status(['id' => $id, 'job' => 'App\\Jobs\\Work', 'queue' => $queue, 'status' => 'success',
         'duration' => round(microtime(true) - $started, 3)]);

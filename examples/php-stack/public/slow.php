@@ -9,6 +9,11 @@ $mark = getenv('MARK_DIR');
 if (is_string($mark) && $mark !== '') {
     touch("$mark/slow-$ms.started");
 }
-usleep($ms * 1000);
+// A signal to the worker (php-fpm's SIGQUIT) cuts usleep() short, so
+// sleep until the time is really up, as work that must finish would.
+$start = hrtime(true);
+while (($left = $ms - intdiv(hrtime(true) - $start, 1000000)) > 0) {
+    usleep($left * 1000);
+}
 header('Content-Type: text/plain');
-printf("slow done after %d ms pid=%d\n", $ms, getmypid());
+printf("slow done after %d ms (took %d ms) pid=%d\n", $ms, intdiv(hrtime(true) - $start, 1000000), getmypid());

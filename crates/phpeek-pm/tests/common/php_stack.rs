@@ -68,16 +68,16 @@ fn bindable(port: u16) -> bool {
 }
 
 impl Ports {
-    /// A block of 12 consecutive free loopback ports: http, redis, then
-    /// php-fpm's 2 and api-worker's 6 (scale 3 -> 6) above their bases.
+    /// A block of 12 consecutive free loopback ports between 20000 and
+    /// 32000: http, redis, then php-fpm's 2 and api-worker's 6 (scale
+    /// 3 -> 6) above their bases.
     pub fn pick() -> Ports {
-        let start = 20000 + (std::process::id() % 2000) as u16 * 7;
+        // Below Linux's ephemeral range (32768 up), which the load
+        // clients' thousands of connections draw from.
+        let start = 20000 + (std::process::id() % 900) as u16 * BLOCK;
         loop {
             let n = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-            let base = start.wrapping_add(n.wrapping_mul(BLOCK));
-            if !(10000..60000).contains(&base) {
-                continue;
-            }
+            let base = 20000 + (start - 20000 + n.wrapping_mul(BLOCK)) % 12000;
             if (base..base + BLOCK).all(bindable) {
                 return Ports {
                     http: base,

@@ -672,3 +672,39 @@ fn sigusr2_to_the_manager_reloads_php_fpm_same_master_new_workers() {
     assert_eq!(r.status, 200, "{r:?}");
     s.m.wait_stderr("changing binary signal is ignored");
 }
+
+/// What SIGUSR2 forwarding (SPEC 8: to every instance) does to the whole
+/// example stack (not part of the suite; run with `--ignored`): php-fpm
+/// reloads, nginx refuses it, `php -S` and redis-server are killed by it and
+/// restarted. Prints the instances that died.
+#[test]
+#[ignore = "observation for docs/php-stack.md: SIGUSR2 kills php -S and redis-server"]
+fn observe_sigusr2_forwarded_to_the_whole_stack() {
+    if !stack_available("php_stack::observe_sigusr2") {
+        return;
+    }
+    let mut s = Stack::start(StackOptions {
+        yaml: None,
+        env: &[],
+    });
+    s.wait_ready(LONG);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.manager_pid),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .unwrap();
+    s.m.wait_stderr("killed by SIGUSR2");
+    s.wait_ready(LONG);
+    let err = s.m.stderr();
+    let killed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("killed by SIGUSR2"))
+        .collect();
+    let restarts: Vec<(String, u64)> =
+        s.m.instances()
+            .into_iter()
+            .filter(|i| i.restarts > 0)
+            .map(|i| (i.name, i.restarts))
+            .collect();
+    println!("SIGUSR2 to the whole stack: {killed:#?}\nrestarted: {restarts:?}");
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{children_of, is_root, skip, try_send, wait_for, which, Manager, DEADLINE};
+use super::{children_of, is_root, poll, skip, try_send, wait_for, which, Manager, DEADLINE};
 
 /// Where the example lives.
 pub fn example_dir() -> PathBuf {
@@ -208,7 +208,12 @@ impl Stack {
         env.extend(opts.env.iter().map(|(k, v)| format!("{k}={v}")));
         let mut wrapper: Vec<&str> = vec!["env"];
         wrapper.extend(env.iter().map(String::as_str));
-        wrapper.extend(["unshare", "--fork", "--pid", "--mount-proc"]);
+        // --kill-child: should the harness end unshare (a failed test's
+        // Drop), unshare SIGKILLs the manager, the namespace's init, and
+        // the kernel takes every process in the namespace with it.
+        // Without it the manager would live on, re-parented, with its
+        // whole stack.
+        wrapper.extend(["unshare", "--fork", "--kill-child", "--pid", "--mount-proc"]);
         let mut m = Manager::start_wrapped(&yaml, &wrapper, |d| {
             copy_dir(&example_dir(), d);
             std::fs::write(d.join("nginx.conf"), nginx_conf(ports)).unwrap();
@@ -281,6 +286,27 @@ impl Stack {
             .into_iter()
             .filter(|&p| pid_ns(p).as_deref() == Some(ns.as_str()))
             .collect()
+    }
+}
+
+impl Drop for Stack {
+    /// A stack still running at the end of a test (passed or failed) is
+    /// shut down as in production: SIGTERM to PID 1, which stops every
+    /// program with its own signal. If that does not end it within a
+    /// minute, the Manager's drop ends unshare, whose --kill-child ends the
+    /// namespace.
+    fn drop(&mut self) {
+        if self.m.exit.is_some() || !self.m.running() {
+            return;
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.manager_pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let child = &mut self.m.child;
+        if let Some(status) = poll(Duration::from_secs(60), || child.try_wait().ok().flatten()) {
+            self.m.exit = Some(status);
+        }
     }
 }
 

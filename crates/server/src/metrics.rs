@@ -443,7 +443,48 @@ struct MetricsState {
     handle: Handle,
 }
 
-async fn scrape(axum::extract::State(state): State<MetricsState>) -> Response {
+/// The same families in the Prometheus text format 0.0.4, for clients that
+/// do not ask for OpenMetrics (`promtool check metrics`, a plain `curl`):
+/// a counter's HELP and TYPE name its `_total` series, and there is no
+/// `# EOF`. Everything else is the same in both formats here.
+fn text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|p| line.starts_with(p));
+        match comment.and_then(|p| Some((p, line[p.len()..].split_once(' ')?))) {
+            Some((p, (name, rest))) if counters.contains(name) && !name.ends_with("_total") => {
+                out.push_str(&format!("{p}{name}_total {rest}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// True when the scraper's `Accept` asks for OpenMetrics (Prometheus does).
+fn wants_openmetrics(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
+async fn scrape(
+    axum::extract::State(state): State<MetricsState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let openmetrics = wants_openmetrics(&headers);
     let snap = state.handle.snapshot();
     let text = tokio::task::spawn_blocking(move || {
         let usage = phpeek_core::procfs::usage_by_session();
@@ -451,12 +492,20 @@ async fn scrape(axum::extract::State(state): State<MetricsState>) -> Response {
     })
     .await;
     match text {
-        Ok(text) => (
+        Ok(text) if openmetrics => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             text,
+        )
+            .into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text_format(&text),
         )
             .into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable").into_response(),
@@ -467,4 +516,21 @@ pub fn router(handle: Handle, path: &str) -> Router {
     Router::new()
         .route(path, get(scrape))
         .with_state(MetricsState { handle })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_format;
+
+    #[test]
+    fn text_format_names_counter_series_and_drops_eof() {
+        let om = "# HELP a_restarts Restarts.\n# TYPE a_restarts counter\n\
+                  a_restarts_total{x=\"1\"} 2\n# HELP a_up Up.\n# TYPE a_up gauge\n\
+                  a_up 1\n# EOF\n";
+        assert_eq!(
+            text_format(om),
+            "# HELP a_restarts_total Restarts.\n# TYPE a_restarts_total counter\n\
+             a_restarts_total{x=\"1\"} 2\n# HELP a_up Up.\n# TYPE a_up gauge\na_up 1\n"
+        );
+    }
 }

@@ -14,9 +14,14 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use crate::{
-    Concurrency, DependencyCondition, HealthCheckType, InitialState, LogFormat, LogLevel,
-    OnFailure, ProcessType, RestartPolicy, ScaleDownOrder,
+    DependencyCondition, HealthCheckType, InitialState, LogFormat, LogLevel, OnFailure,
+    ProcessType, RestartPolicy,
 };
+use autoscale::{FileAutoscale, FileScaleDown};
+use tasks::{FileGlobalHooks, FileProcessHooks, FileScheduleAny};
+
+mod autoscale;
+mod tasks;
 
 fn schema(v: Value) -> Schema {
     Schema::try_from(v).unwrap_or_else(|_| Schema::from(true))
@@ -33,8 +38,8 @@ fn var_string() -> Value {
 }
 
 macro_rules! scalar_schema {
-    ($name:ident, $id:literal, $body:expr) => {
-        struct $name;
+    ($vis:vis $name:ident, $id:literal, $body:expr) => {
+        $vis struct $name;
         impl JsonSchema for $name {
             fn schema_name() -> Cow<'static, str> {
                 Cow::Borrowed($id)
@@ -45,6 +50,7 @@ macro_rules! scalar_schema {
         }
     };
 }
+use scalar_schema;
 
 scalar_schema!(
     Count,
@@ -142,75 +148,9 @@ impl JsonSchema for DependsOn {
 const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
 
 scalar_schema!(
-    CronText,
-    "Cron",
-    json!({
-        "type": "string",
-        "description": "5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; or @yearly @annually @monthly @weekly @daily @hourly",
-        "examples": ["* * * * *", "30 6 * * 1-5", "@daily"]
-    })
-);
-
-/// `schedule:`: a cron string, or the long form.
-struct FileScheduleAny;
-
-impl JsonSchema for FileScheduleAny {
-    fn schema_name() -> Cow<'static, str> {
-        Cow::Borrowed("Schedule")
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let short = generator.subschema_for::<CronText>().to_value();
-        let long = generator.subschema_for::<FileSchedule>().to_value();
-        schema(json!({ "anyOf": [short, long] }))
-    }
-}
-
-/// A list of hooks (a single hook is a list of one).
-struct HookList;
-
-impl JsonSchema for HookList {
-    fn schema_name() -> Cow<'static, str> {
-        Cow::Borrowed("HookList")
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let hook = generator.subschema_for::<FileHook>().to_value();
-        schema(json!({ "anyOf": [ { "type": "array", "items": hook.clone() }, hook ] }))
-    }
-}
-
-scalar_schema!(
     StatusCode,
     "StatusCode",
     json!({ "anyOf": [ { "type": "integer", "minimum": 100, "maximum": 599 }, var_string() ] })
-);
-
-scalar_schema!(
-    Number,
-    "Number",
-    json!({ "anyOf": [ { "type": "number" }, var_string() ] })
-);
-scalar_schema!(
-    MaxStepText,
-    "MaxStep",
-    json!({
-        "description": "instances per period (`4`), or percent of the current count (`100%`, at most 1000%)",
-        "anyOf": [
-            { "type": "integer", "minimum": 0 },
-            { "type": "string", "pattern": r"^\s*\d+\s*%\s*$" },
-            var_string()
-        ]
-    })
-);
-scalar_schema!(
-    Labels,
-    "Labels",
-    json!({
-        "type": "object",
-        "propertyNames": { "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$" },
-        "additionalProperties": { "type": ["string", "number", "boolean", "null"] }
-    })
 );
 
 /// phpeek-pm configuration file.
@@ -375,240 +315,6 @@ struct FileRollout {
     min_ready: Option<DurationText>,
 }
 
-/// The long form of `schedule:`.
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileSchedule {
-    cron: CronText,
-    /// IANA zone name (default: $TZ when it names a zone, else UTC).
-    timezone: Option<String>,
-    /// forbid (default), allow or replace.
-    concurrency: Option<Concurrency>,
-    /// Runs at once; only with concurrency: allow (default 1).
-    max_concurrent: Option<Count>,
-    /// A run still going after this is stopped.
-    timeout: Option<DurationText>,
-    /// Only with forbid: how long a tick waits for the previous run (default 0).
-    starting_deadline: Option<DurationText>,
-    /// Also run once when the manager starts (default false).
-    run_on_start: Option<Flag>,
-    /// Runs kept in the history, 1 to 1000 (default 10).
-    history: Option<Count>,
-    /// Defined but not ticking (default false).
-    suspended: Option<Flag>,
-}
-
-/// One hook command.
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileHook {
-    command: Command,
-    /// Default 30s; must be more than 0.
-    timeout: Option<DurationText>,
-    /// Further attempts after a failure, 0 to 100 (default 0).
-    retries: Option<Count>,
-    /// A failure is logged and the next step goes on (default false).
-    continue_on_error: Option<Flag>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileGlobalHooks {
-    /// Before any process starts; a failure stops the manager (exit 1).
-    pre_start: Option<HookList>,
-    /// Once every process was started.
-    post_start: Option<HookList>,
-    /// Before the processes are stopped.
-    pre_stop: Option<HookList>,
-    /// After every process stopped.
-    post_stop: Option<HookList>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileProcessHooks {
-    /// Before each instance start, with its environment.
-    pre_start: Option<HookList>,
-    /// Before its stop signal (counts inside shutdown.timeout).
-    pre_stop: Option<HookList>,
-    /// After it stopped.
-    post_stop: Option<HookList>,
-}
-
-/// `autoscale:` (SPEC 12).
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileAutoscale {
-    /// The fewest instances (required; `scale` defaults to it).
-    min: Count,
-    /// The most instances (required; within max_scale and
-    /// global.max_process_scale).
-    max: Count,
-    /// How often the metrics are sampled (default 15s, at least 1s).
-    interval: Option<DurationText>,
-    /// The desired count is the largest any metric asks for; none = the
-    /// effective min (time windows only).
-    metrics: Option<Vec<FileMetric>>,
-    /// Time windows that move min and max.
-    windows: Option<Vec<FileWindow>>,
-    /// Tolerance, stabilization and rate limits.
-    behavior: Option<FileBehavior>,
-    /// The count when every metric failed 3 times in a row (within
-    /// min..max; default: hold).
-    fallback: Option<Count>,
-    /// Decide, show and export; do not act (default false).
-    dry_run: Option<Flag>,
-}
-
-/// One metric: exactly one source (redis, command, http, prometheus or
-/// cpu) and, except for cpu, one target (per_instance or steps).
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-#[schemars(extend("minProperties" = 2))]
-struct FileMetric {
-    /// LLEN of a key on a Redis server.
-    redis: Option<FileRedisSource>,
-    /// The first number this command prints on stdout.
-    command: Option<Command>,
-    /// A number in a JSON document, by dotted path.
-    http: Option<FileHttpSource>,
-    /// One sample of a Prometheus text exposition.
-    prometheus: Option<FilePrometheusSource>,
-    /// Average CPU of the running instances (takes no target).
-    cpu: Option<FileCpuSource>,
-    /// desired = ceil(value / per_instance); more than 0.
-    per_instance: Option<Number>,
-    /// Rows tried in order (highest `above` first): the first whose
-    /// `above` the value exceeds gives the count, else min.
-    steps: Option<Vec<FileStep>>,
-    /// A sample that takes longer fails (default: the smaller of interval
-    /// and 5s).
-    timeout: Option<DurationText>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileRedisSource {
-    /// redis://[user][:password@]host[:port][/db], or rediss:// (TLS).
-    url: String,
-    /// The list key whose length is the value.
-    llen: String,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileHttpSource {
-    /// http:// or https:// URL answering JSON.
-    url: String,
-    /// Dotted path to the number, e.g. queues.default.pending (numbers
-    /// index arrays).
-    json: String,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FilePrometheusSource {
-    /// http:// or https:// URL of a text exposition.
-    url: String,
-    /// Metric name ([a-zA-Z_:][a-zA-Z0-9_:]*).
-    #[schemars(regex(pattern = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))]
-    metric: String,
-    /// Labels the sample must have.
-    labels: Option<Labels>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileCpuSource {
-    /// Target % of one core per instance (more than 0, at most 1000).
-    utilization: Number,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileStep {
-    /// The row matches a value above this (each row below the previous).
-    above: Number,
-    /// The count it asks for (within min..max).
-    instances: Count,
-}
-
-/// Active between a `start` tick and the next `end` tick, in its zone.
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-#[schemars(extend("anyOf" = [ { "required": ["min"] }, { "required": ["max"] } ]))]
-struct FileWindow {
-    start: CronText,
-    end: CronText,
-    /// IANA zone name (default: $TZ when it names a zone, else UTC).
-    timezone: Option<String>,
-    /// The lower bound while active (at most autoscale.max).
-    min: Option<Count>,
-    /// The upper bound while active (at least autoscale.min).
-    max: Option<Count>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileBehavior {
-    /// Relative change within which nothing changes (default 0.1; 0 to
-    /// below 1).
-    tolerance: Option<Number>,
-    /// Default: stabilization 0s, max_step 4, period 15s.
-    scale_up: Option<FileScaleBehavior>,
-    /// Default: stabilization 300s, max_step 100%, period 15s.
-    scale_down: Option<FileScaleBehavior>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileScaleBehavior {
-    /// Recommendations kept this long; up to the lowest (up) or down to
-    /// the highest (down) of them.
-    stabilization: Option<DurationText>,
-    /// At most this change per period.
-    max_step: Option<MaxStepText>,
-    /// The period of max_step (more than 0).
-    period: Option<DurationText>,
-}
-
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileScaleDown {
-    /// highest (default) or idle_first.
-    order: Option<ScaleDownOrder>,
-    /// How busy and idle are told apart (required by idle_first).
-    idle: Option<FileIdle>,
-}
-
-/// `{ laravel_json: true }` or `{ busy: REGEX, idle: REGEX }`.
-#[derive(JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct FileIdle {
-    /// Laravel's `queue:work --json` statuses.
-    laravel_json: Option<Flag>,
-    /// A line matching this makes the instance busy (regex).
-    busy: Option<String>,
-    /// A line matching this makes it idle again (regex).
-    idle: Option<String>,
-}
-
 /// `health_check:`: one object per check type, told apart by `type`
 /// (the names come from [`HealthCheckType::NAMES`]).
 struct FileHealthCheck;
@@ -641,6 +347,17 @@ impl JsonSchema for FileHealthCheck {
     }
 }
 
+/// The timing keys every check type has.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct FileProbeTiming {
+    initial_delay: Option<DurationText>,
+    period: Option<DurationText>,
+    timeout: Option<DurationText>,
+    failure_threshold: Option<Count>,
+    success_threshold: Option<Count>,
+}
+
 /// Connect to host:port.
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -648,11 +365,8 @@ impl JsonSchema for FileHealthCheck {
 struct FileTcpCheck {
     /// host:port, e.g. 127.0.0.1:${PHPEEK_PM_INSTANCE_PORT}
     address: String,
-    initial_delay: Option<DurationText>,
-    period: Option<DurationText>,
-    timeout: Option<DurationText>,
-    failure_threshold: Option<Count>,
-    success_threshold: Option<Count>,
+    #[serde(flatten)]
+    timing: FileProbeTiming,
 }
 
 /// GET an http:// URL.
@@ -664,11 +378,8 @@ struct FileHttpCheck {
     url: String,
     /// Expected status (default: any 2xx).
     expected_status: Option<StatusCode>,
-    initial_delay: Option<DurationText>,
-    period: Option<DurationText>,
-    timeout: Option<DurationText>,
-    failure_threshold: Option<Count>,
-    success_threshold: Option<Count>,
+    #[serde(flatten)]
+    timing: FileProbeTiming,
 }
 
 /// Run a command; exit 0 is healthy.
@@ -677,11 +388,8 @@ struct FileHttpCheck {
 #[allow(dead_code)]
 struct FileExecCheck {
     command: Command,
-    initial_delay: Option<DurationText>,
-    period: Option<DurationText>,
-    timeout: Option<DurationText>,
-    failure_threshold: Option<Count>,
-    success_threshold: Option<Count>,
+    #[serde(flatten)]
+    timing: FileProbeTiming,
 }
 
 pub(crate) fn json_schema() -> Value {

@@ -8,6 +8,8 @@
 //! * [`cli`]: the binary as a command-line tool, with a deadline.
 //! * [`procfs`]: /proc helpers.
 //! * [`redis`]: a real Redis on a free port, and a tiny RESP client.
+//! * [`php_stack`]: examples/php-stack as PID 1 of a pid namespace, and a
+//!   load client.
 //! * [`require`]: skip (or, under CI, fail) when a real component is missing.
 #![allow(
     dead_code,
@@ -20,6 +22,7 @@
 mod cli;
 mod http;
 mod manager;
+mod php_stack;
 mod procfs;
 mod redis;
 mod require;
@@ -28,6 +31,7 @@ mod wait;
 pub use cli::*;
 pub use http::*;
 pub use manager::*;
+pub use php_stack::*;
 pub use procfs::*;
 pub use redis::*;
 pub use require::*;

@@ -590,23 +590,14 @@ fn sigterm_to_pid1_stops_nginx_then_php_fpm_gracefully_then_the_rest() {
     assert!(left.is_empty(), "left in the namespace: {left:?}");
 }
 
-/// The example without some of its processes (each a block at two spaces
-/// of indent under `processes:`), and without dependency lines on them.
-fn drop_processes(yaml: &str, names: &[&str]) -> String {
-    let mut out = Vec::new();
-    let mut dropping = false;
-    for line in yaml.lines() {
-        let at_two = line.starts_with("  ") && !line.starts_with("   ") && line.ends_with(':');
-        if at_two {
-            let name = line.trim().trim_end_matches(':');
-            dropping = names.contains(&name);
-        }
-        let depends_line = names.iter().any(|n| line.trim() == format!("{n}: healthy"));
-        if !dropping && !depends_line {
-            out.push(line);
-        }
-    }
-    out.join("\n") + "\n"
+/// The example without its `forward_signals` lines (every process then
+/// gets both user signals, as before that key existed).
+fn without_forward_signals(yaml: &str) -> String {
+    let kept: Vec<&str> = yaml
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("forward_signals:"))
+        .collect();
+    kept.join("\n") + "\n"
 }
 
 #[test]
@@ -614,21 +605,19 @@ fn sigusr2_to_the_manager_reloads_php_fpm_same_master_new_workers() {
     if !stack_available("php_stack::sigusr2") {
         return;
     }
-    // php -S and redis-server die on SIGUSR2 (the default action) and
-    // SPEC 7 forwards it to every instance: this stack keeps only the
-    // programs that handle it (php-fpm: graceful reload; nginx with
-    // `daemon off;`: logs that it ignores the binary-upgrade signal).
-    let yaml = drop_processes(
-        &example_yaml(),
-        &["redis", "api-worker", "queue-default", "scheduler"],
-    );
+    // The whole example as shipped: php -S and redis-server, which die of
+    // SIGUSR2, and nginx, which reads it as a binary upgrade, opt out with
+    // `forward_signals`; php-fpm takes it (graceful reload).
     let mut s = Stack::start(StackOptions {
-        yaml: Some(yaml),
+        yaml: None,
         env: &[],
     });
     s.wait_ready(LONG);
     let masters = s.m.pids("php-fpm");
-    let nginx = s.m.pids("nginx");
+    let others: BTreeMap<String, i32> = ["nginx", "api-worker", "redis", "queue-default"]
+        .iter()
+        .flat_map(|p| s.m.pids(p))
+        .collect();
     let workers = |s: &Stack| -> BTreeMap<i32, BTreeSet<i32>> {
         masters
             .values()
@@ -661,8 +650,12 @@ fn sigusr2_to_the_manager_reloads_php_fpm_same_master_new_workers() {
     });
     println!("SIGUSR2: php-fpm masters {masters:?} kept; workers {before:?} -> {after:?}");
     assert_eq!(s.m.pids("php-fpm"), masters, "master pids unchanged");
-    assert_eq!(s.m.pids("nginx"), nginx, "nginx unchanged");
-    for p in ["php-fpm", "nginx"] {
+    let others_now: BTreeMap<String, i32> = ["nginx", "api-worker", "redis", "queue-default"]
+        .iter()
+        .flat_map(|p| s.m.pids(p))
+        .collect();
+    assert_eq!(others_now, others, "nothing else was signalled away");
+    for p in ["php-fpm", "nginx", "api-worker", "redis", "queue-default"] {
         for i in s.m.process(p).instances {
             assert_eq!(i.restarts, 0, "{i:?}");
             assert_eq!(i.state, InstanceState::Running, "{i:?}");
@@ -670,11 +663,16 @@ fn sigusr2_to_the_manager_reloads_php_fpm_same_master_new_workers() {
     }
     let r = try_send("GET", &format!("{}/", s.nginx()), None, &[]).unwrap();
     assert_eq!(r.status, 200, "{r:?}");
-    s.m.wait_stderr("changing binary signal is ignored");
+    let r = try_send("GET", &format!("{}/api/health", s.nginx()), None, &[]).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        !s.m.stderr().contains("changing binary signal"),
+        "nginx got no SIGUSR2"
+    );
 }
 
-/// What SIGUSR2 forwarding (SPEC 8: to every instance) does to the whole
-/// example stack (not part of the suite; run with `--ignored`): php-fpm
+/// What SIGUSR2 forwarded to every instance (the default, without the
+/// example's `forward_signals` lines) does to the whole example stack (not part of the suite; run with `--ignored`): php-fpm
 /// reloads, nginx refuses it, `php -S` and redis-server are killed by it and
 /// restarted. Prints the instances that died.
 #[test]
@@ -684,7 +682,7 @@ fn observe_sigusr2_forwarded_to_the_whole_stack() {
         return;
     }
     let mut s = Stack::start(StackOptions {
-        yaml: None,
+        yaml: Some(without_forward_signals(&example_yaml())),
         env: &[],
     });
     s.wait_ready(LONG);

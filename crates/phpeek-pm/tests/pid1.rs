@@ -104,11 +104,11 @@ fn orphans_adopted_and_reaped(m: &mut Manager, manager: i32) -> bool {
 #[test]
 fn as_pid1_in_a_pid_namespace_reaps_orphans_and_exits_cleanly_on_sigterm() {
     if !is_root() {
-        println!("skipped: needs root for a pid namespace");
+        skip("pid1::as_pid1", "needs root for a pid namespace");
         return;
     }
     let Some(unshare) = unshare_path() else {
-        println!("skipped: no unshare binary");
+        skip("pid1::as_pid1", "no unshare binary");
         return;
     };
     let yaml = format!(
@@ -117,7 +117,7 @@ fn as_pid1_in_a_pid_namespace_reaps_orphans_and_exits_cleanly_on_sigterm() {
     command: [\"$DIR/orphaner.sh\"]
 "
     );
-    let mut m = Manager::start_wrapped(&yaml, &[unshare, "--fork", "--pid", "--mount-proc"], |d| {
+    let mut m = Manager::start_wrapped(&yaml, &[unshare, "--fork", "--kill-child", "--pid", "--mount-proc"], |d| {
         script(d, "orphaner.sh", ORPHANER);
     });
     let unshare_pid = m.pid();

@@ -117,9 +117,13 @@ fn as_pid1_in_a_pid_namespace_reaps_orphans_and_exits_cleanly_on_sigterm() {
     command: [\"$DIR/orphaner.sh\"]
 "
     );
-    let mut m = Manager::start_wrapped(&yaml, &[unshare, "--fork", "--kill-child", "--pid", "--mount-proc"], |d| {
-        script(d, "orphaner.sh", ORPHANER);
-    });
+    let mut m = Manager::start_wrapped(
+        &yaml,
+        &[unshare, "--fork", "--kill-child", "--pid", "--mount-proc"],
+        |d| {
+            script(d, "orphaner.sh", ORPHANER);
+        },
+    );
     let unshare_pid = m.pid();
     let manager = wait_for("the manager under unshare", DEADLINE, || {
         children_of(unshare_pid).first().map(|s| s.pid)

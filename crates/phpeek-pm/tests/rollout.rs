@@ -175,21 +175,26 @@ fn min_ready_holds_each_step_of_a_roll() {
     }
 }
 
-#[test]
-fn check_config_advises_min_ready_for_per_instance_ports() {
+/// `check-config` on the seed's api-worker with `extra` keys.
+fn check_api_worker(extra: &str) -> CliRun {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
-        "processes:\n  api-worker:\n    command: [\"./api-server\", \"--port\", \"${PHPEEK_PM_INSTANCE_PORT}\"]\n    scale: 3\n    port_base: 8080\n",
+        format!("processes:\n  api-worker:\n    command: [\"./api-server\", \"--port\", \"${{PHPEEK_PM_INSTANCE_PORT}}\"]\n    scale: 3\n    port_base: 8080\n{extra}"),
     )
     .unwrap();
-    let run = run_cli(
+    run_cli(
         &["check-config", "-c", cfg.to_str().unwrap()],
         dir.path(),
         &[],
         &[],
-    );
+    )
+}
+
+#[test]
+fn check_config_advises_min_ready_for_per_instance_ports() {
+    let run = check_api_worker("");
     assert_eq!(run.code, 0, "a warning is not an error: {}", run.stderr);
     assert!(
         run.stderr.contains("warning: processes.api-worker: port_base with up to 3 instances and no rollout.min_ready"),
@@ -197,17 +202,7 @@ fn check_config_advises_min_ready_for_per_instance_ports() {
         run.stderr
     );
     assert!(!run.stdout.contains("warning"), "stdout stays YAML");
-    std::fs::write(
-        &cfg,
-        "processes:\n  api-worker:\n    command: [\"./api-server\", \"--port\", \"${PHPEEK_PM_INSTANCE_PORT}\"]\n    scale: 3\n    port_base: 8080\n    rollout: { min_ready: 11s }\n",
-    )
-    .unwrap();
-    let run = run_cli(
-        &["check-config", "-c", cfg.to_str().unwrap()],
-        dir.path(),
-        &[],
-        &[],
-    );
+    let run = check_api_worker("    rollout: { min_ready: 11s }\n");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("warning"), "{}", run.stderr);
     assert!(run.stdout.contains("min_ready: 11s"), "{}", run.stdout);

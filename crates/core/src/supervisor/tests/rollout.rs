@@ -123,14 +123,21 @@ async fn stopping_the_process_cancels_its_roll() {
         .all(|n| rig.state(n) == InstanceState::Stopped));
 }
 
-#[tokio::test(start_paused = true)]
-async fn min_ready_holds_each_step_until_the_new_instance_was_ready_that_long() {
+/// Three instances with `min_ready: 10s`, restarted: w-1 replaced and
+/// running again. Also w-2's pid (the next one to go).
+fn rolled_first_with_min_ready_10s() -> (Rig, i32) {
     let mut rig =
         Rig::started(&THREE.replace("scale: 3", "scale: 3\n    rollout: { min_ready: 10s }"));
     let pid2 = rig.pid("w-2").unwrap();
     rig.act("w", Action::Restart).unwrap();
     rig.obey();
     rig.spawn_all();
+    (rig, pid2)
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_ready_holds_each_step_until_the_new_instance_was_ready_that_long() {
+    let (mut rig, pid2) = rolled_first_with_min_ready_10s();
     assert_eq!(rig.state("w-1"), InstanceState::Running);
     let roll = rig.process("w").rollout.unwrap();
     assert_eq!(roll.current.as_deref(), Some("w-1"));
@@ -173,12 +180,7 @@ async fn min_ready_counts_from_the_first_healthy_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_while_waiting_for_min_ready_halts_the_roll() {
-    let mut rig =
-        Rig::started(&THREE.replace("scale: 3", "scale: 3\n    rollout: { min_ready: 10s }"));
-    let pid2 = rig.pid("w-2").unwrap();
-    rig.act("w", Action::Restart).unwrap();
-    rig.obey();
-    rig.spawn_all();
+    let (mut rig, pid2) = rolled_first_with_min_ready_10s();
     rig.advance(secs(6)).await;
     rig.exit("w-1", 1);
     let roll = rig.process("w").rollout.unwrap();

@@ -770,6 +770,7 @@ def median_of(runs):
 
 
 def main():
+    global IDLE_SECONDS
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/phpeek-pm"))
     ap.add_argument("--only", nargs="*")
@@ -777,7 +778,6 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=IDLE_SECONDS, help="length of the idle CPU window")
     ap.add_argument("--no-quiet", dest="quiet", action="store_false", help="do not wait for an idle machine before each run")
     a = ap.parse_args()
-    global IDLE_SECONDS
     IDLE_SECONDS = a.idle_seconds
     want = lambda k: not a.only or k in a.only
 

@@ -490,7 +490,7 @@ impl Framer {
         &self,
         mut line: &[u8],
         ts: SystemTime,
-        ts_text: &mut Option<String>,
+        ts_text: &mut Option<Vec<u8>>,
         out: &mut Vec<u8>,
         ring: &mut RingChunk,
     ) {
@@ -508,7 +508,7 @@ impl Framer {
         line: &[u8],
         continued: bool,
         ts: SystemTime,
-        ts_text: &mut Option<String>,
+        ts_text: &mut Option<Vec<u8>>,
         out: &mut Vec<u8>,
         ring: &mut RingChunk,
     ) {
@@ -529,16 +529,29 @@ impl Framer {
                 out.push(b'\n');
             }
             LogFormat::Json => {
-                let ts = ts_text.get_or_insert_with(|| rfc3339_millis(ts));
+                // The end of the object (`"<ts>"}` and the newline) is the
+                // same for every line of a read: rendered once.
+                let end = ts_text.get_or_insert_with(|| {
+                    let mut end = Vec::with_capacity(32);
+                    json_str(&mut end, &rfc3339_millis(ts));
+                    end.extend_from_slice(b"}\n");
+                    end
+                });
                 out.extend_from_slice(if continued {
                     &self.prefix_continued
                 } else {
                     &self.prefix
                 });
-                json_str(out, &msg);
+                if msg.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                    // Nothing to escape (the common case): no serializer.
+                    out.push(b'"');
+                    out.extend_from_slice(msg.as_bytes());
+                    out.push(b'"');
+                } else {
+                    json_str(out, &msg);
+                }
                 out.extend_from_slice(&self.suffix);
-                json_str(out, ts);
-                out.extend_from_slice(b"}\n");
+                out.extend_from_slice(end);
             }
         }
         ring.push(&msg);

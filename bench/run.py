@@ -5,7 +5,12 @@ Measures SPEC §10 on this machine, each figure beside a raw baseline taken
 in the same run, and prints a Markdown table for docs/benchmarks.md.
 
     cargo build --release
-    python3 bench/run.py [--bin target/release/phpeek-pm] [--only NAME ...]
+    python3 bench/run.py [--bin target/release/phpeek-pm] [--only NAME ...] [--repeat 5]
+
+Rows (--only): cold, scale, shutdown, idle, restart, schedule, autoscale,
+logs, logpipe (or logpipe-text / logpipe-json), api, api-scaling, storm.
+Each figure is the median of --repeat runs with the range in brackets, and
+rows with a floor give the ratio to it (measured in the same run).
 
 Everything runs on loopback with ephemeral ports, in a temp directory, and
 ends only the processes it started.
@@ -107,6 +112,21 @@ class Manager:
             self.proc.wait(deadline)
 
 
+def wait_exit(proc, deadline=120):
+    """Waits for `proc` to exit and returns its code, woken by the exit
+    itself: Popen.wait(timeout) polls with sleeps doubling from 0.5 ms to
+    50 ms, which quantized every shutdown figure (about 16 ms, 32 ms, ...).
+    A timer kills the process if it is still there after `deadline`."""
+    guard = threading.Timer(deadline, lambda: proc.poll() is None and proc.kill())
+    guard.start()
+    try:
+        _, status = os.waitpid(proc.pid, 0)
+    finally:
+        guard.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode
+
+
 def live_children_of(pid):
     """Pids whose parent is `pid` and that are not zombies, from /proc."""
     out = []
@@ -181,7 +201,7 @@ def bench_cold_start(binary, n=1000):
     t_running = time.monotonic() - m.t0
     t0 = time.monotonic()
     m.proc.send_signal(signal.SIGTERM)
-    code = m.proc.wait(120)
+    code = wait_exit(m.proc)
     t_stop = time.monotonic() - t0
     return t_spawned, t_running, t_stop, code
 
@@ -233,15 +253,16 @@ def sched_ns(pid):
     return total
 
 
-def bench_idle(binary, n=100, seconds=IDLE_SECONDS):
+def bench_idle(binary, n=100, seconds=None):
     """RSS and CPU of the manager with n idle instances. n=0 is the baseline:
     the same binary and config with nothing to run."""
+    seconds = IDLE_SECONDS if seconds is None else seconds
     m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {n}\n").start()
     m.wait_api()
     if n:
         wait_until(lambda: m.running("w") == n, step=0.05)
     time.sleep(2)
-    rss = rss_kib(m.proc.pid)
+    rss, anon, filek, _ = rss_parts(m.proc.pid)
     c0, s0, w0 = cpu_ticks(m.proc.pid), sched_ns(m.proc.pid), time.monotonic()
     time.sleep(seconds)
     c1, s1, w1 = cpu_ticks(m.proc.pid), sched_ns(m.proc.pid), time.monotonic()
@@ -250,7 +271,7 @@ def bench_idle(binary, n=100, seconds=IDLE_SECONDS):
     cpu_pct = (c1 - c0) / hz / wall * 100
     sched_pct = (s1 - s0) / 1e9 / wall * 100
     m.stop()
-    return rss, cpu_pct, sched_pct
+    return rss, cpu_pct, sched_pct, anon, filek
 
 
 def bench_idle_schedule(binary, n=100, seconds=60):
@@ -416,7 +437,7 @@ def bench_logs(binary, writers=8, lines=2_000_000):
     m = Manager(binary, f"  w:\n    command: {cmd}\n    scale: {writers}\n    restart: never\n", stdout=out)
     t0 = time.monotonic()
     m.start()
-    m.proc.wait(600)
+    wait_exit(m.proc, 600)
     elapsed = time.monotonic() - t0
     out.close()
     total = 0
@@ -443,6 +464,185 @@ def bench_logs(binary, writers=8, lines=2_000_000):
     bout.close()
     shutil.rmtree(d, ignore_errors=True)
     return writers * lines / elapsed, ok, writers * lines / base
+
+
+def check_lines(path, writers, lines, fmt):
+    """Every writer's lines 1..lines, in order, whole, one per line.
+    Returns (ok, total, other): other counts lines from no instance."""
+    per = {}
+    bad = other = total = 0
+    with open(path, "rb") as f:
+        for line in f:
+            total += 1
+            if fmt == "json":
+                try:
+                    obj = json.loads(line)
+                    name, msg = obj["instance"], obj["msg"]
+                except (ValueError, KeyError):
+                    other += 1
+                    continue
+            else:
+                if not line.startswith(b"[w-"):
+                    other += 1
+                    continue
+                name, _, rest = line.partition(b"] ")
+                msg = rest[:-1].decode() if rest.endswith(b"\n") else None
+            nxt = per.get(name, 0) + 1
+            if msg != str(nxt):
+                bad += 1
+            per[name] = nxt
+    ok = bad == 0 and other == 0 and len(per) == writers and all(v == lines for v in per.values())
+    if not ok:
+        print(f"logs ({fmt}): {total} lines, {bad} out of order/garbled, {other} foreign, per instance {per}", file=sys.stderr)
+    return ok, total, other
+
+
+# Prints 1..N, one write(2) per line.
+PERL_WRITER = '$| = 1; print "$_\\n" for 1 .. %d'
+
+
+def bench_logs_pipe(binary, fmt="text", writers=4, lines=200_000):
+    """`writers` instances print `lines` lines each flat out, one write(2)
+    per line (perl with autoflush: what a logger that flushes every line does;
+    a write below PIPE_BUF is atomic, so even the raw pipe keeps lines
+    whole); the manager's stdout is a pipe read by a separate consumer
+    (`cat` into a file, as `docker logs` reads a container's stdout).
+    Baseline in the same run: the same writers into one pipe read by the
+    same consumer, no manager. Returns (manager lines/s, ok, raw lines/s,
+    ratio)."""
+    d = tempfile.mkdtemp(prefix="phpeek-logpipe-")
+    try:
+        # Baseline: writers -> one pipe -> cat -> file.
+        bpath = os.path.join(d, "base.log")
+        with open(bpath, "wb") as bout:
+            t0 = time.monotonic()
+            cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=bout)
+            procs = [subprocess.Popen(["perl", "-e", PERL_WRITER % lines], stdout=cat.stdin) for _ in range(writers)]
+            cat.stdin.close()
+            for p in procs:
+                p.wait()
+            cat.wait()
+            base = time.monotonic() - t0
+        bok, _, _ = check_lines_raw(bpath, writers, lines)
+        if not bok:
+            print("logs: the raw pipe baseline lost or cut lines", file=sys.stderr)
+        # The manager: instances -> manager -> pipe -> cat -> file.
+        mpath = os.path.join(d, "out.log")
+        cmd = json.dumps(["perl", "-e", PERL_WRITER % lines])
+        with open(mpath, "wb") as mout:
+            cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=mout)
+            m = Manager(
+                binary,
+                f"  w:\n    command: {cmd}\n    scale: {writers}\n    restart: never\n",
+                globals_yaml=f"  log_format: {fmt}\n",
+                stdout=cat.stdin,
+            )
+            t0 = time.monotonic()
+            m.start()
+            cat.stdin.close()
+            wait_exit(m.proc, 600)
+            cat.wait()
+            elapsed = time.monotonic() - t0
+        ok, _, _ = check_lines(mpath, writers, lines, fmt)
+        total = writers * lines
+        return total / elapsed, ok, total / base, base / elapsed
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def check_lines_raw(path, writers, lines):
+    """The baseline's output: every number 1..lines exactly `writers` times."""
+    counts = {}
+    with open(path, "rb") as f:
+        for line in f:
+            counts[line] = counts.get(line, 0) + 1
+    ok = len(counts) == lines and all(v == writers for v in counts.values())
+    return ok, sum(counts.values()), 0
+
+
+def bench_shutdown(binary, n=100):
+    """SIGTERM → manager exit with n sleepers, beside a kill+waitpid loop
+    over n sleepers posix_spawned by this script. Returns (manager s,
+    loop s, ratio)."""
+    pids = [os.posix_spawn("/bin/sleep", ["sleep", "3600"], os.environ) for _ in range(n)]
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    for p in pids:
+        os.kill(p, signal.SIGTERM)
+    for p in pids:
+        os.waitpid(p, 0)
+    base = time.monotonic() - t0
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {n}\n").start()
+    m.wait_api()
+    wait_until(lambda: m.running("w") == n, step=POLL)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    m.proc.send_signal(signal.SIGTERM)
+    wait_exit(m.proc)
+    stop = time.monotonic() - t0
+    return stop, base, stop / base
+
+
+def bench_cold_ratio(binary, n=1000):
+    """Cold start of n beside posix_spawn loops in the same run; ratios to
+    the faster loop."""
+    bs, bs2, bstop = baseline_spawn_both(n)
+    sp, run, stop, code = bench_cold_start(binary, n)
+    floor = min(bs, bs2)
+    return sp, run, stop, code, bs, bs2, bstop, sp / floor, stop / bstop
+
+
+def bench_scale_ratio(binary, n=1000):
+    bs, bs2, bstop = baseline_spawn_both(n)
+    up_p, up_a, down_p, down_a = bench_runtime_scale(binary, n)
+    floor = min(bs, bs2)
+    return up_p, up_a, down_p, down_a, bs, bs2, bstop, up_p / floor, down_p / bstop
+
+
+def bench_api_scaling(binary, n=100, seconds=10, conns=16, span=200):
+    """GET /api/v1/processes while another process `s` is scaled 0 ↔ span
+    in a loop (each step waits until it is reached)."""
+    if not shutil.which("wrk"):
+        return None
+    m = Manager(binary, f"  w:\n    command: {SLEEPER}\n    scale: {n}\n  s:\n    command: {SLEEPER}\n    scale: 0\n").start()
+    m.wait_api()
+    wait_until(lambda: m.running("w") == n, step=0.05)
+    stop = threading.Event()
+    cycles = [0]
+
+    def churn():
+        while not stop.is_set():
+            m.post("/api/v1/processes/s/scale", {"desired": span})
+            wait_until(lambda: stop.is_set() or m.running("s") == span, step=0.02)
+            m.post("/api/v1/processes/s/scale", {"desired": 0})
+            wait_until(lambda: stop.is_set() or m.total("s") == 0, step=0.02)
+            cycles[0] += 1
+
+    th = threading.Thread(target=churn)
+    th.start()
+    try:
+        r = subprocess.run(
+            ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", m.api + "/api/v1/processes"],
+            capture_output=True, text=True,
+        )
+    finally:
+        stop.set()
+        th.join()
+        m.stop()
+    if "Non-2xx" in r.stdout or "Socket errors" in r.stdout:
+        print(r.stdout, file=sys.stderr)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", r.stdout).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", r.stdout)
+    val = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    return rps, val, float(cycles[0])
+
+
+def rss_parts(pid):
+    """(RSS, anonymous, file-backed, shmem) KiB from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as f:
+        t = f.read()
+    g = lambda k: int(re.search(k + r":\s+(\d+)", t).group(1))
+    return g("VmRSS"), g("RssAnon"), g("RssFile"), g("RssShmem")
 
 
 def bench_api(binary, n=100, seconds=10, conns=16):
@@ -535,24 +735,65 @@ def wait_quiet(limit=0.10, patience=240):
     return busy
 
 
+class Stat:
+    """The median of a row's runs with their range; formats as
+    `median (min–max)` and scales with * and /."""
+
+    def __init__(self, vals):
+        vals = [v for v in vals if v == v]  # drop NaN
+        self.med = statistics.median(vals) if vals else float("nan")
+        self.lo = min(vals) if vals else float("nan")
+        self.hi = max(vals) if vals else float("nan")
+        self.n = len(vals)
+
+    def _map(self, f):
+        out = Stat([])
+        out.med, out.lo, out.hi, out.n = f(self.med), f(self.lo), f(self.hi), self.n
+        if out.lo > out.hi:
+            out.lo, out.hi = out.hi, out.lo
+        return out
+
+    def __truediv__(self, k):
+        return self._map(lambda v: v / k)
+
+    def __mul__(self, k):
+        return self._map(lambda v: v * k)
+
+    __rmul__ = __mul__
+
+    def __float__(self):
+        return float(self.med)
+
+    def __format__(self, spec):
+        if self.n <= 1 or self.lo == self.hi:
+            return format(self.med, spec)
+        return f"{format(self.med, spec)} ({format(self.lo, spec)}–{format(self.hi, spec)})"
+
+
 def median_of(runs):
-    """Element-wise median of a list of result tuples (all() for booleans)."""
+    """Element-wise median and range of a list of result tuples (all() for
+    booleans)."""
     out = []
     for vals in zip(*runs):
         if isinstance(vals[0], bool):
             out.append(all(vals))
+        elif isinstance(vals[0], (int, float)):
+            out.append(Stat(vals))
         else:
-            out.append(statistics.median(vals))
+            out.append(vals[0])
     return tuple(out)
 
 
 def main():
+    global IDLE_SECONDS
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/phpeek-pm"))
     ap.add_argument("--only", nargs="*")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per row; the table shows the median")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per row; the table shows the median and the range")
+    ap.add_argument("--idle-seconds", type=int, default=IDLE_SECONDS, help="length of the idle CPU window")
     ap.add_argument("--no-quiet", dest="quiet", action="store_false", help="do not wait for an idle machine before each run")
     a = ap.parse_args()
+    IDLE_SECONDS = a.idle_seconds
     want = lambda k: not a.only or k in a.only
 
     def rep(name, fn):
@@ -564,51 +805,65 @@ def main():
             runs.append(r)
         return median_of(runs)
 
-    print(f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d')}\nruns per row: {a.repeat} (median shown)\n")
+    print(f"machine: {machine()}\ndate: {time.strftime('%Y-%m-%d')}\nruns per row: {a.repeat} (median, range in brackets)\n")
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        print(f"commit: {commit}, binary {os.path.getsize(a.bin) / 2**20:.2f} MiB ({a.bin})\n")
+    except OSError:
+        pass
     rows = []
     if want("cold"):
-        bs, bs2, bstop = rep("baseline spawn", lambda: baseline_spawn_both(1000))
-        sp, run, stop, code = rep("cold", lambda: bench_cold_start(a.bin))
-        rows.append(("cold start, 1000 instances (all spawned / all `running` in API)", f"{sp:.3f} s / {run:.3f} s", f"posix_spawn loop, 1 / 2 threads: {bs:.3f} s / {bs2:.3f} s"))
-        rows.append(("shutdown of 1000 (SIGTERM → exit)", f"{stop:.3f} s (exit {code:.0f})", f"kill+waitpid loop: {bstop:.3f} s"))
+        sp, run, stop, code, bs, bs2, bstop, r_up, r_stop = rep("cold", lambda: bench_cold_ratio(a.bin))
+        rows.append(("cold start, 1000 instances (all spawned / all `running` in API)", f"{sp:.3f} s / {run:.3f} s", f"posix_spawn loop, 1 / 2 threads: {bs:.3f} s / {bs2:.3f} s", f"{r_up:.2f}× (spawned / faster loop)"))
+        rows.append(("shutdown of 1000 (SIGTERM → exit)", f"{stop:.3f} s (exit {float(code):.0f})", f"kill+waitpid loop: {bstop:.3f} s", f"{r_stop:.2f}×"))
     if want("scale"):
-        bs, bs2, bstop = rep("baseline spawn", lambda: baseline_spawn_both(1000))
-        up_p, up_a, down_p, down_a = rep("scale", lambda: bench_runtime_scale(a.bin))
-        rows.append(("runtime scale 0 → 1000 via API (processes / API count)", f"{up_p:.3f} s / {up_a:.3f} s", f"posix_spawn loop, 1 / 2 threads: {bs:.3f} s / {bs2:.3f} s"))
-        rows.append(("runtime scale 1000 → 0 via API (processes / API count)", f"{down_p:.3f} s / {down_a:.3f} s", f"kill+waitpid loop: {bstop:.3f} s"))
+        up_p, up_a, down_p, down_a, bs, bs2, bstop, r_up, r_down = rep("scale", lambda: bench_scale_ratio(a.bin))
+        rows.append(("runtime scale 0 → 1000 via API (processes / API count)", f"{up_p:.3f} s / {up_a:.3f} s", f"posix_spawn loop, 1 / 2 threads: {bs:.3f} s / {bs2:.3f} s", f"{r_up:.2f}× (processes / faster loop)"))
+        rows.append(("runtime scale 1000 → 0 via API (processes / API count)", f"{down_p:.3f} s / {down_a:.3f} s", f"kill+waitpid loop: {bstop:.3f} s", f"{r_down:.2f}×"))
+    if want("shutdown"):
+        stop, base, ratio = rep("shutdown 100", lambda: bench_shutdown(a.bin))
+        rows.append(("shutdown of 100 (SIGTERM → manager exit)", f"{stop * 1000:.1f} ms", f"kill+waitpid loop over 100: {base * 1000:.1f} ms", f"{ratio:.2f}×"))
     if want("idle"):
-        rss, cpu, sched = rep("idle 100", lambda: bench_idle(a.bin))
-        brss, bcpu, bsched = rep("idle 0", lambda: bench_idle(a.bin, n=0))
-        rows.append(("manager RSS with 100 instances", f"{rss / 1024:.1f} MiB", f"same manager, 0 instances: {brss / 1024:.1f} MiB"))
-        rows.append((f"manager CPU, 100 idle instances ({IDLE_SECONDS} s; schedstat / stat ticks)", f"{sched:.4f} % / {cpu:.3f} %", f"same manager, 0 instances: {bsched:.4f} % / {bcpu:.3f} %"))
+        rss, cpu, sched, anon, filek = rep("idle 100", lambda: bench_idle(a.bin))
+        brss, bcpu, bsched, banon, bfile = rep("idle 0", lambda: bench_idle(a.bin, n=0))
+        rows.append(("manager RSS with 100 instances (anonymous + file-backed)", f"{rss / 1024:.2f} MiB ({anon / 1024:.2f} + {filek / 1024:.2f})", f"same manager, 0 instances: {brss / 1024:.2f} MiB ({banon / 1024:.2f} + {bfile / 1024:.2f})", "target < 8 MiB"))
+        rows.append((f"manager CPU, 100 idle instances ({IDLE_SECONDS} s; schedstat / stat ticks)", f"{sched:.4f} % / {cpu:.3f} %", f"same manager, 0 instances: {bsched:.4f} % / {bcpu:.3f} %", ""))
     if want("restart"):
         p50, p99, b50, b99, n = rep("restart", lambda: bench_restart_latency(a.bin))
-        rows.append((f"exit → replacement started, backoff 0 (~{n:.0f} restarts/run)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"spawn+wait loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms"))
+        rows.append((f"exit → replacement started, backoff 0 (~{float(n):.0f} restarts/run)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"spawn+wait loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms", f"p50 − floor: {float(p50) - float(b50):+.2f} ms"))
     if want("schedule"):
         sched, ticks = rep("idle + schedule", lambda: bench_idle_schedule(a.bin))
-        rows.append(("manager CPU, 100 idle instances + a `* * * * *` schedule (60 s; schedstat / stat ticks)", f"{sched:.4f} % / {ticks:.3f} %", "target < 0.1 %"))
+        rows.append(("manager CPU, 100 idle instances + a `* * * * *` schedule (60 s; schedstat / stat ticks)", f"{sched:.4f} % / {ticks:.3f} %", "target < 0.1 %", ""))
         p50, p99, b50, b99, n = rep("schedule latency", lambda: bench_schedule_latency(a.bin))
-        rows.append((f"per-second schedule: tick → run started (~{n:.0f} runs over 5 min)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"sleep-to-the-second + posix_spawn loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms"))
+        rows.append((f"per-second schedule: tick → run started (~{float(n):.0f} runs over 5 min)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", f"sleep-to-the-second + posix_spawn loop: p50 {b50:.2f} ms, p99 {b99:.2f} ms", ""))
     if want("autoscale"):
         r = rep("autoscale", lambda: bench_autoscale(a.bin) or (float("nan"),) * 3)
-        rows.append(("autoscale (interval 1 s): jobs pushed → first new instance running (10 rounds)", f"median {r[0]:.0f} ms, max {r[1]:.0f} ms", "target ≤ 1 interval + 50 ms = 1050 ms"))
-        rows.append(("manager CPU, 100 idle instances + an autoscaler sampling Redis every 15 s (60 s, schedstat)", f"{r[2]:.4f} %", "target < 0.1 %"))
+        rows.append(("autoscale (interval 1 s): jobs pushed → first new instance running (10 rounds)", f"median {r[0]:.0f} ms, max {r[1]:.0f} ms", "target ≤ 1 interval + 50 ms = 1050 ms", ""))
+        rows.append(("manager CPU, 100 idle instances + an autoscaler sampling Redis every 15 s (60 s, schedstat)", f"{r[2]:.4f} %", "target < 0.1 %", ""))
     if want("logs"):
         rate, ok, base = rep("logs", lambda: bench_logs(a.bin))
-        rows.append(("log lines, 8 writers flat out", f"{rate / 1e6:.2f} M lines/s, {'none lost' if ok else 'LINES LOST'}", f"same writers to a file: {base / 1e6:.2f} M lines/s"))
+        rows.append(("log lines, 8 writers flat out, stdout a file", f"{rate / 1e6:.2f} M lines/s, {'none lost' if ok else 'LINES LOST'}", f"same writers to a file: {base / 1e6:.2f} M lines/s", ""))
+    for fmt in ("text", "json"):
+        if want("logpipe") or want(f"logpipe-{fmt}"):
+            rate, ok, base, ratio = rep(f"logpipe {fmt}", lambda: bench_logs_pipe(a.bin, fmt))
+            rows.append((f"log lines, 4 writers × 200 000, {fmt} format, stdout a pipe read by `cat`", f"{rate / 1e6:.2f} M lines/s, {'none lost' if ok else 'LINES LOST'}", f"same writers into one pipe read by `cat`: {base / 1e6:.2f} M lines/s", f"{ratio:.2f}×"))
     if want("api"):
         r = rep("api", lambda: bench_api(a.bin)) if shutil.which("wrk") else None
         if r:
-            rows.append(("GET /api/v1/processes, 100 instances (wrk -t2 -c16)", f"{r[0]:.0f} req/s, p99 {r[1]:.2f} ms", f"GET /api/v1/health, same server: {r[2]:.0f} req/s, p99 {r[3]:.2f} ms"))
+            rows.append(("GET /api/v1/processes, 100 instances (wrk -t2 -c16)", f"{r[0]:.0f} req/s, p99 {r[1]:.2f} ms", f"GET /api/v1/health, same server: {r[2]:.0f} req/s, p99 {r[3]:.2f} ms", ""))
         else:
-            rows.append(("GET /api/v1/processes, 100 instances", "wrk not installed", ""))
+            rows.append(("GET /api/v1/processes, 100 instances", "wrk not installed", "", ""))
+    if want("api-scaling"):
+        r = rep("api under scaling", lambda: bench_api_scaling(a.bin)) if shutil.which("wrk") else None
+        if r:
+            rows.append(("GET /api/v1/processes, 100 instances, while another process scales 0 ↔ 200 in a loop", f"{r[0]:.0f} req/s, p99 {r[1]:.2f} ms", f"{r[2]:.0f} scale cycles in 10 s", "target ≥ 20 k req/s, p99 < 5 ms"))
     if want("storm"):
         fresh, after = bench_storm(a.bin)
         rounds = ", ".join(f"{k / 1024:.1f}" for k in after)
-        rows.append(("RSS at 37 instances after rounds of 2000 random scale requests 0–200 (MiB, per round)", rounds, f"same manager fresh at 37: {fresh / 1024:.1f} MiB"))
-    print("| what | phpeek-pm | baseline (same run) |\n| --- | --- | --- |")
+        rows.append(("RSS at 37 instances after rounds of 2000 random scale requests 0–200 (MiB, per round)", rounds, f"same manager fresh at 37: {fresh / 1024:.1f} MiB", ""))
+    print("| what | phpeek-pm | baseline (same run) | ratio |\n| --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
 
 
 if __name__ == "__main__":

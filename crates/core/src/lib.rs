@@ -102,7 +102,7 @@ use supervisor::{Msg, Reply, Request, Supervisor};
 pub struct Core {
     pub handle: Handle,
     done: tokio::task::JoinHandle<i32>,
-    log_writer: std::thread::JoinHandle<()>,
+    log_writer: logs::LogWriter,
 }
 
 /// How the rest of the program talks to the supervisor. Cheap to clone.
@@ -336,19 +336,12 @@ impl Core {
 
 /// The log writer, finishing once every reader is gone (drop the runtime
 /// first, then call [`LogFlush::join`]).
-pub struct LogFlush(std::thread::JoinHandle<()>);
+pub struct LogFlush(logs::LogWriter);
 
 impl LogFlush {
     /// Waits for queued output to be written, at most `limit`: a manager
     /// whose stdout nobody reads must still exit.
     pub fn join(self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        while !self.0.is_finished() {
-            if std::time::Instant::now() >= deadline {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.0.join();
+        self.0.finish(limit);
     }
 }

@@ -65,6 +65,17 @@ use model::{DepGate, Process};
 
 /// Messages handled per batch before reconciling and publishing.
 const BATCH: usize = 4096;
+/// Least time between two snapshots published for routine messages only.
+const PUBLISH_GAP: Duration = Duration::from_millis(2);
+
+/// Messages nobody waits on to see their effect in the snapshot at once.
+fn routine(msg: &Msg) -> bool {
+    matches!(
+        msg,
+        Msg::Spawned(_) | Msg::Exited { .. } | Msg::Probe(_) | Msg::Timer(_) | Msg::Tick
+    )
+}
+
 /// Exits after which a quiet second gives freed memory back to the OS.
 const TRIM_AFTER_EXITS: u32 = 64;
 
@@ -155,8 +166,13 @@ impl<E: Effects> Supervisor<E> {
         self.settle();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_publish = tokio::time::Instant::now();
+        let mut publish_due: Option<tokio::time::Instant> = None;
         loop {
             if let Some(code) = self.ready_to_exit() {
+                if publish_due.is_some() {
+                    self.publish();
+                }
                 self.fx.finish().await;
                 return code;
             }
@@ -165,6 +181,7 @@ impl<E: Effects> Supervisor<E> {
             // After a storm of stops, a quiet second hands the allocator's
             // freed pages back (the high-water mark would stay otherwise).
             let trim = self.churn >= TRIM_AFTER_EXITS;
+            let due = publish_due.unwrap_or_else(tokio::time::Instant::now);
             let msg = tokio::select! {
                 m = rx.recv() => m,
                 _ = tick.tick(), if waiting => Some(Msg::Tick),
@@ -173,19 +190,42 @@ impl<E: Effects> Supervisor<E> {
                     self.fx.release_memory();
                     continue;
                 }
+                _ = tokio::time::sleep_until(due), if publish_due.is_some() => {
+                    publish_due = None;
+                    self.publish();
+                    last_publish = tokio::time::Instant::now();
+                    continue;
+                }
             };
             let Some(msg) = msg else {
                 self.fx.finish().await;
                 return 1;
             };
+            let mut urgent = !routine(&msg);
             self.handle(msg);
             for _ in 0..BATCH {
                 match rx.try_recv() {
-                    Ok(m) => self.handle(m),
+                    Ok(m) => {
+                        urgent |= !routine(&m);
+                        self.handle(m);
+                    }
                     Err(_) => break,
                 }
             }
-            self.settle();
+            self.reconcile();
+            // Spawn results and exits arrive one by one while a thousand
+            // instances start or stop: publishing the whole snapshot after
+            // each made that quadratic (issue 13). Such batches publish at
+            // most every PUBLISH_GAP; anything a caller waits on (a request,
+            // a signal) publishes at once.
+            let now = tokio::time::Instant::now();
+            if urgent || now >= last_publish + PUBLISH_GAP {
+                self.publish();
+                last_publish = now;
+                publish_due = None;
+            } else if publish_due.is_none() {
+                publish_due = Some(last_publish + PUBLISH_GAP);
+            }
         }
     }
 

@@ -203,6 +203,14 @@ fn openapi_document_matches_the_snapshot() {
     ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
     }
+    // Every reference resolves (schemathesis skips what does not).
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in &refs {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external ref {r}"));
+        assert!(doc.pointer(pointer).is_some(), "unresolvable reference {r}");
+    }
     let snapshot =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
     let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
@@ -308,4 +316,20 @@ fn a_stopped_instance_is_not_reported_healthy() {
         !metrics.contains("phpeek_pm_health_check_status{name=\"w\",process=\"w-2\""),
         "{metrics}"
     );
+}
+
+/// Every `$ref` string in `v`.
+fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", serde_json::Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
 }

@@ -111,6 +111,7 @@ fn no_process(name: &str) -> ApiError {
         InstanceInfo,
         ProcessInfo,
         ProcessOrInstance,
+        ListView,
         ScaleBody,
         ScaleResponse,
         ActionResponse,

@@ -109,7 +109,7 @@ pub(super) async fn ready(State(state): State<ApiState>) -> Response {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 #[schema(rename_all = "lowercase")]
-enum ListView {
+pub(super) enum ListView {
     Instances,
     Processes,
 }

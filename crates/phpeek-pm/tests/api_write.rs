@@ -208,7 +208,9 @@ fn openapi_document_matches_the_snapshot() {
     collect_refs(&doc, &mut refs);
     assert!(!refs.is_empty());
     for r in &refs {
-        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external ref {r}"));
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external ref {r}"));
         assert!(doc.pointer(pointer).is_some(), "unresolvable reference {r}");
     }
     let snapshot =

@@ -126,7 +126,7 @@ pub(super) struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/processes",
     params(
         ("resources" = Option<bool>, Query, description = "`true` adds cpu_seconds and memory_bytes"),
-        ("view" = Option<ListView>, Query, description = "`instances` (default; also when empty): every instance; `processes`: every process object, also those without instances (a schedule between runs, a process at scale 0)", example = json!("processes"))),
+        ("view" = Option<ListView>, Query, description = "`instances` (the default when absent): every instance; `processes`: every process object, also those without instances (a schedule between runs, a process at scale 0)", example = json!("processes"))),
     responses(
         (status = 200, description = "Every instance (or, with `view=processes`, every process).", body = [ProcessOrInstance], links(
             ("GetInstance" = (operation_id = "get_process", parameters(("name" = "$response.body#/0/name")))),
@@ -147,7 +147,7 @@ pub(super) async fn list_processes(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     match q.view.as_deref() {
-        None | Some("") | Some("instances") => {}
+        None | Some("instances") => {}
         Some("processes") => {
             let now = SystemTime::now();
             let list: Vec<ProcessInfo> = state

@@ -123,6 +123,39 @@ fn unknown_routes_and_wrong_methods_answer_json_errors() {
 }
 
 #[test]
+fn list_query_values_outside_the_document_answer_400_whatever_the_view() {
+    // The document types `resources` as a boolean and `view` as an enum; a
+    // value outside either is refused, also when the other parameter picks
+    // a branch that would not use it (schemathesis found
+    // `?resources=-1616&view=processes` answered 200).
+    let yaml = format!("{TEST_GLOBALS}processes:\n{}", sleeper("web", 1));
+    let mut m = Manager::start(&yaml);
+    for query in [
+        "resources=-1616&view=processes",
+        "resources=yes",
+        "resources=",
+        "view=",
+        "view=bogus&resources=true",
+    ] {
+        let path = format!("/api/v1/processes?{query}");
+        let (status, body) = m.get(&path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(json(&body)["error"].is_string(), "{path}: {body}");
+    }
+    for query in [
+        "resources=true&view=processes",
+        "resources=false&view=instances",
+        "view=processes",
+        "resources=true",
+    ] {
+        let path = format!("/api/v1/processes?{query}");
+        let (status, body) = m.get(&path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(json(&body).is_array(), "{path}: {body}");
+    }
+}
+
+#[test]
 fn non_loopback_api_without_auth_is_refused() {
     let yaml = "global:
   api_host: 0.0.0.0

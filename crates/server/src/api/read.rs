@@ -146,6 +146,18 @@ pub(super) async fn list_processes(
     State(state): State<ApiState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    // Every parameter is checked before any is acted on: a bad `resources`
+    // is a 400 whatever the view.
+    let resources = match q.resources.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`resources` must be true or false, not `{other}`"),
+            ))
+        }
+    };
     match q.view.as_deref() {
         None | Some("instances") => {}
         Some("processes") => {
@@ -166,16 +178,6 @@ pub(super) async fn list_processes(
             ))
         }
     }
-    let resources = match q.resources.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("`resources` must be true or false, not `{other}`"),
-            ))
-        }
-    };
     let mut list = state.handle.snapshot().instance_infos(SystemTime::now());
     if resources {
         let usage = tokio::task::spawn_blocking(phpeek_core::procfs::usage_by_session)

@@ -1,31 +1,44 @@
 //! Time zones of `schedule.timezone`: IANA names from the database compiled
-//! into the binary (chrono-tz), so an image needs no tzdata.
+//! into the binary (jiff's bundled copy, never the image's
+//! `/usr/share/zoneinfo`), so an image needs no tzdata and every image
+//! agrees on the rules.
 //!
 //! Names are matched exactly (as the database spells them). The default is
 //! the loader's `TZ` variable when it names a zone (a leading `:` is
 //! dropped; a path ending in `zoneinfo/<Name>` names `<Name>`), else `UTC`.
 
-use chrono_tz::{Tz, TZ_VARIANTS};
+use std::sync::OnceLock;
+
+use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use crate::suggest;
 
-/// The zone for a name exactly as the database spells it.
-pub fn zone_by_name(name: &str) -> Option<Tz> {
-    name.parse::<Tz>().ok()
+/// The compiled-in database, opened once.
+fn db() -> &'static TimeZoneDatabase {
+    static DB: OnceLock<TimeZoneDatabase> = OnceLock::new();
+    DB.get_or_init(TimeZoneDatabase::bundled)
+}
+
+/// The zone for a name exactly as the database spells it (the database
+/// itself matches case-insensitively; `europe/amsterdam` is refused here
+/// with a hint instead).
+pub fn zone_by_name(name: &str) -> Option<TimeZone> {
+    let tz = db().get(name).ok()?;
+    (tz.iana_name() == Some(name)).then_some(tz)
 }
 
 impl crate::Schedule {
     /// The schedule's zone (validated at load; `UTC` if it were not).
-    pub fn zone(&self) -> Tz {
-        zone_by_name(&self.timezone).unwrap_or(Tz::UTC)
+    pub fn zone(&self) -> TimeZone {
+        zone_by_name(&self.timezone).unwrap_or(TimeZone::UTC)
     }
 }
 
 /// The database's name for `input`, or a sentence fragment with a hint.
-pub(crate) fn resolve(input: &str) -> Result<&'static str, String> {
+pub(crate) fn resolve(input: &str) -> Result<String, String> {
     let name = input.trim();
-    if let Some(tz) = zone_by_name(name) {
-        return Ok(tz.name());
+    if zone_by_name(name).is_some() {
+        return Ok(name.to_string());
     }
     let shown = crate::text::shorten(name, 40);
     Err(format!(
@@ -39,7 +52,8 @@ pub(crate) fn resolve(input: &str) -> Result<&'static str, String> {
 /// nearest name by edit distance (case-insensitive).
 fn hint(input: &str) -> String {
     let lower = input.to_ascii_lowercase();
-    let names = || TZ_VARIANTS.iter().map(|tz| tz.name());
+    let all: Vec<String> = db().available().map(|n| n.as_str().to_string()).collect();
+    let names = || all.iter().map(String::as_str);
     let found = names()
         .find(|n| n.eq_ignore_ascii_case(&lower))
         .or_else(|| {
@@ -62,9 +76,9 @@ fn hint(input: &str) -> String {
 }
 
 /// The default zone: `TZ` when it names one, else `UTC`.
-pub(crate) fn default_zone(tz_var: Option<&str>) -> &'static str {
+pub(crate) fn default_zone(tz_var: Option<&str>) -> String {
     let Some(raw) = tz_var else {
-        return "UTC";
+        return "UTC".to_string();
     };
     let v = raw.trim();
     let v = v.strip_prefix(':').unwrap_or(v);
@@ -72,7 +86,10 @@ pub(crate) fn default_zone(tz_var: Option<&str>) -> &'static str {
         Some(i) => v.get(i + "zoneinfo/".len()..).unwrap_or(""),
         None => v,
     };
-    zone_by_name(v).map_or("UTC", |tz| tz.name())
+    match zone_by_name(v) {
+        Some(_) => v.to_string(),
+        None => "UTC".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -81,9 +98,15 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(resolve("Europe/Amsterdam"), Ok("Europe/Amsterdam"));
-        assert_eq!(resolve("UTC"), Ok("UTC"));
-        assert_eq!(resolve(" America/New_York "), Ok("America/New_York"));
+        assert_eq!(
+            resolve("Europe/Amsterdam").as_deref(),
+            Ok("Europe/Amsterdam")
+        );
+        assert_eq!(resolve("UTC").as_deref(), Ok("UTC"));
+        assert_eq!(
+            resolve(" America/New_York ").as_deref(),
+            Ok("America/New_York")
+        );
         let e = resolve("europe/amsterdam").err().unwrap_or_default();
         assert!(e.ends_with("(did you mean `Europe/Amsterdam`?)"), "{e}");
         let e = resolve("Amsterdam").err().unwrap_or_default();

@@ -438,7 +438,7 @@ fn time_zones() {
         c.processes["s"]
             .schedule
             .as_ref()
-            .map(|s| s.zone().to_string()),
+            .and_then(|s| s.zone().iana_name().map(str::to_string)),
         Some("Asia/Tokyo".into())
     );
 }

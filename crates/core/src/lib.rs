@@ -49,6 +49,7 @@ pub mod spawn;
 pub mod supervisor;
 mod timers;
 pub mod workloads;
+mod zoned;
 
 /// Installs ring as the process's TLS crypto provider, once (reqwest is
 /// built without one, and panics when a client is built before it).

@@ -56,7 +56,7 @@ pub(super) fn parse_schedule(
     path: &str,
     ctx: &mut Ctx<'_>,
 ) -> Option<(Schedule, ScheduleMeta)> {
-    let default_zone = zone::default_zone(ctx.env_var("TZ")).to_string();
+    let default_zone = zone::default_zone(ctx.env_var("TZ"));
     let mut meta = ScheduleMeta {
         max_concurrent_origin: None,
     };
@@ -100,7 +100,7 @@ pub(super) fn parse_schedule(
                     },
                     "timezone" => match ctx.opt_string(n, &kpath) {
                         Got::Val(Some(name)) => match zone::resolve(&name) {
-                            Ok(tz) => s.timezone = tz.to_string(),
+                            Ok(tz) => s.timezone = tz,
                             Err(m) => ctx.err(&n.origin, &kpath, m),
                         },
                         Got::Val(None) | Got::Null | Got::Bad => {}

@@ -15,12 +15,10 @@
 //!   process's own `[min, max]` (see its doc for the rule when they
 //!   conflict). Nothing here panics or reads a clock: `now` is an argument.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
+use jiff::tz::TimeZone;
 
 /// One window as written in the config (the config crate maps its YAML
 /// onto this).
@@ -53,7 +51,7 @@ pub enum WindowError {
 pub struct Window {
     start: Cron,
     end: Cron,
-    tz: Tz,
+    tz: TimeZone,
     /// The least instance count while active.
     pub min: Option<u32>,
     /// The most instances while active.
@@ -75,8 +73,11 @@ impl Window {
     /// Parses both patterns and the zone.
     pub fn parse(config: &WindowConfig) -> Result<Window, WindowError> {
         let tz = match &config.timezone {
-            None => Tz::UTC,
-            Some(name) => Tz::from_str(name).map_err(|_| WindowError::Zone(name.clone()))?,
+            None => TimeZone::UTC,
+            // The loader's lookup: exact IANA names, the bundled database.
+            Some(name) => {
+                phpeek_config::zone_by_name(name).ok_or_else(|| WindowError::Zone(name.clone()))?
+            }
         };
         Ok(Window {
             start: parse_cron(&config.start)?,
@@ -90,9 +91,7 @@ impl Window {
     /// The most recent tick of `cron` at or before `now`, if it ever ticked
     /// within croner's search range (about a year back for rare patterns).
     fn last_tick(&self, cron: &Cron, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_previous_occurrence(&now.with_timezone(&self.tz), true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        crate::zoned::previous_tick(cron, &self.tz, now, true)
     }
 }
 

@@ -35,7 +35,7 @@ const MISSED_CAP: u64 = 100_000;
 #[derive(Debug, Clone)]
 pub(crate) struct CronSpec {
     cron: Cron,
-    tz: chrono_tz::Tz,
+    tz: jiff::tz::TimeZone,
 }
 
 impl CronSpec {
@@ -53,10 +53,7 @@ impl CronSpec {
 
     /// The first tick strictly after `t`.
     pub(crate) fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron
-            .find_next_occurrence(&t.with_timezone(&self.tz), false)
-            .ok()
-            .map(|d| d.with_timezone(&Utc))
+        crate::zoned::next_tick(&self.cron, &self.tz, t, false)
     }
 
     /// Ticks in `(from, to]`, at most [`MISSED_CAP`].

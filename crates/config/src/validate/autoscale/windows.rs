@@ -24,7 +24,7 @@ pub(super) fn read_window(
     let mut w = AutoscaleWindow {
         start: String::new(),
         end: String::new(),
-        timezone: zone::default_zone(ctx.env_var("TZ")).to_string(),
+        timezone: zone::default_zone(ctx.env_var("TZ")),
         min: None,
         max: None,
     };
@@ -45,7 +45,7 @@ pub(super) fn read_window(
             },
             "timezone" => match ctx.opt_string(n, &kpath) {
                 Got::Val(Some(name)) => match zone::resolve(&name) {
-                    Ok(tz) => w.timezone = tz.to_string(),
+                    Ok(tz) => w.timezone = tz,
                     Err(m) => {
                         ctx.err(&n.origin, &kpath, m);
                         ok = false;

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use phpeek_config::LogFormat;
-use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, Semaphore};
 
 mod ring;
@@ -223,40 +222,35 @@ impl LogHub {
         instance: Arc<str>,
         ring: Arc<LogRing>,
     ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-        let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
         let hub = self.clone();
         Ok(tokio::spawn(async move {
             let mut framer = Framer::new(&hub, stream, &process, &instance);
             loop {
-                // `poll_read`, not `readable` + `try_read`: a read shorter
-                // than the buffer shows the pipe drained and clears the
-                // readiness, so the next wake-up comes from epoll without
-                // a read that only returns EAGAIN (one system call less per
-                // wake-up, issue 13). The read goes into the worker
-                // thread's scratch buffer, borrowed within this one poll:
-                // an idle instance holds no read buffer at all.
-                let step = std::future::poll_fn(|cx| {
-                    SCRATCH.with(|cell| {
-                        let mut scratch = cell.borrow_mut();
-                        let mut buf = tokio::io::ReadBuf::new(&mut scratch[..]);
-                        match std::pin::Pin::new(&mut pipe).poll_read(cx, &mut buf) {
-                            std::task::Poll::Pending => std::task::Poll::Pending,
-                            std::task::Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                                std::task::Poll::Ready(ReadStep::Eof)
-                            }
-                            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(
-                                ReadStep::Data(framer.feed(buf.filled(), SystemTime::now())),
-                            ),
-                            std::task::Poll::Ready(Err(e))
-                                if e.kind() == std::io::ErrorKind::Interrupted =>
-                            {
-                                std::task::Poll::Ready(ReadStep::Again)
-                            }
-                            std::task::Poll::Ready(Err(_)) => std::task::Poll::Ready(ReadStep::Eof),
+                if pipe.readable().await.is_err() {
+                    break;
+                }
+                // Read into the worker thread's scratch buffer: an idle
+                // instance then holds no read buffer at all.
+                let step = SCRATCH.with(|cell| {
+                    let mut scratch = cell.borrow_mut();
+                    match pipe.try_read(&mut scratch[..]) {
+                        Ok(0) => ReadStep::Eof,
+                        Ok(n) => match scratch.get(..n) {
+                            Some(chunk) => ReadStep::Data(framer.feed(chunk, SystemTime::now())),
+                            None => ReadStep::Eof,
+                        },
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            ReadStep::Again
                         }
-                    })
-                })
-                .await;
+                        Err(_) => ReadStep::Eof,
+                    }
+                });
                 match step {
                     ReadStep::Eof => break,
                     ReadStep::Again => continue,

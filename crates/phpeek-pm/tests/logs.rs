@@ -223,6 +223,52 @@ fn heavy_output_from_four_children_loses_and_mixes_nothing() {
 }
 
 #[test]
+fn lines_after_a_burst_and_a_pause_arrive_while_the_child_lives() {
+    // The reader takes a pipe out of epoll while its writer writes line by
+    // line and reads it after short pauses; once a read finds it empty it
+    // waits on epoll again. Each burst here is 3000 separate writes (the
+    // shell's echo), then silence: the line after each silence must come
+    // through while the child is still running (no end of file flushes it),
+    // and every line in order.
+    const BURST: usize = 3000;
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:
+  bursty:
+    command: [\"$DIR/bursty.sh\"]
+    restart: never
+"
+    );
+    let body = format!(
+        "for k in 1 2 3; do i=0; while [ $i -lt {BURST} ]; do echo \"b$k $i\"; i=$((i+1)); done; sleep 0.3; echo \"after pause $k\"; sleep 0.3; done; exec sleep 1000"
+    );
+    let mut m = Manager::start_with(&yaml, &[], |d| {
+        script(d, "bursty.sh", &body);
+    });
+    let out = wait_for("the line after the third pause", DEADLINE, || {
+        let out = m.stdout();
+        out.contains("[bursty-1] after pause 3\n").then_some(out)
+    });
+    let want: Vec<String> = (1..=3)
+        .flat_map(|k| {
+            (0..BURST)
+                .map(move |i| format!("[bursty-1] b{k} {i}"))
+                .chain(std::iter::once(format!("[bursty-1] after pause {k}")))
+        })
+        .collect();
+    let got: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("[bursty-1] "))
+        .collect();
+    assert_eq!(got.len(), want.len(), "every line exactly once");
+    let first_bad = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert_eq!(first_bad, None, "lines in order, whole");
+    // Still running: the pause lines came through epoll, not end of file.
+    let (status, body) = m.get("/api/v1/processes/bursty");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"running\""), "{body}");
+}
+
+#[test]
 fn long_lines_are_split_into_marked_chunks() {
     let yaml = format!(
         "{TEST_GLOBALS}processes:

@@ -207,11 +207,22 @@ impl InstanceSnap {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
+    /// When the current run started, if the instance has a live pid: what
+    /// `uptime` counts from.
+    pub fn running_since(&self) -> Option<SystemTime> {
+        self.pid.and(self.started_at)
+    }
+
+    /// Whole seconds from `since` (see `running_since`) to `now`; 0 for
+    /// none, and for a start in the future (the clock was set back).
+    pub fn uptime_at(since: Option<SystemTime>, now: SystemTime) -> u64 {
+        since
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+
     pub fn to_info(&self, process: &str, now: SystemTime) -> InstanceInfo {
-        let uptime = match (self.pid, self.started_at) {
-            (Some(_), Some(t)) => now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0),
-            _ => 0,
-        };
+        let uptime = Self::uptime_at(self.running_since(), now);
         InstanceInfo {
             name: self.name.to_string(),
             process: process.to_string(),

@@ -255,6 +255,7 @@ impl Listeners {
         let state = api::ApiState {
             handle: handle.clone(),
             auth: config.global.api_auth.as_deref().map(auth::TokenCheck::new),
+            listing: Default::default(),
         };
         let mut switches = Vec::new();
         let mut plain = Vec::new();

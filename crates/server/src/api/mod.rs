@@ -2,6 +2,7 @@
 //! the latest snapshot, writes are commands to the supervisor, answered once
 //! applied.
 
+mod listing;
 mod read;
 mod workloads;
 mod write;
@@ -42,6 +43,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct ApiState {
     pub handle: Handle,
     pub auth: Option<TokenCheck>,
+    /// The instance listing, rendered once per snapshot.
+    pub listing: std::sync::Arc<listing::ListingCache>,
 }
 
 /// An error answer: `{"error": …}` with its status.

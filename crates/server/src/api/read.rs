@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use phpeek_core::Target;
@@ -178,16 +178,20 @@ pub(super) async fn list_processes(
             ))
         }
     }
+    if !resources {
+        let body = state
+            .listing
+            .body(&state.handle.snapshot(), SystemTime::now());
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let mut list = state.handle.snapshot().instance_infos(SystemTime::now());
-    if resources {
-        let usage = tokio::task::spawn_blocking(phpeek_core::procfs::usage_by_session)
-            .await
-            .unwrap_or_default();
-        for i in &mut list {
-            if let Some(u) = i.pid.and_then(|pid| usage.get(&pid)) {
-                i.cpu_seconds = Some(u.cpu_seconds);
-                i.memory_bytes = Some(u.rss_bytes);
-            }
+    let usage = tokio::task::spawn_blocking(phpeek_core::procfs::usage_by_session)
+        .await
+        .unwrap_or_default();
+    for i in &mut list {
+        if let Some(u) = i.pid.and_then(|pid| usage.get(&pid)) {
+            i.cpu_seconds = Some(u.cpu_seconds);
+            i.memory_bytes = Some(u.rss_bytes);
         }
     }
     Ok(Json(list).into_response())

@@ -142,3 +142,35 @@ impl LogRing {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_of(lines: std::ops::Range<usize>) -> RingChunk {
+        let mut c = RingChunk::new(SystemTime::UNIX_EPOCH, Stream::Stdout);
+        for i in lines {
+            c.push(&i.to_string());
+        }
+        c
+    }
+
+    #[test]
+    fn ring_keeps_the_last_lines_across_chunks() {
+        let ring = LogRing::default();
+        let mut next = 0;
+        for size in [3, 700, 1, 0, 450, 2500, 7, 999] {
+            ring.push_chunk(chunk_of(next..next + size));
+            next += size;
+            let held = next.min(RING_LINES);
+            let all = ring.tail(usize::MAX);
+            assert_eq!(all.len(), held);
+            let want: Vec<String> = (next - held..next).map(|i| i.to_string()).collect();
+            let got: Vec<String> = all.into_iter().map(|l| l.msg).collect();
+            assert_eq!(got, want);
+            let five: Vec<String> = ring.tail(5).into_iter().map(|l| l.msg).collect();
+            assert_eq!(five, want[want.len().saturating_sub(5)..].to_vec());
+        }
+        assert!(ring.lines.lock().unwrap().chunks.len() <= 3);
+    }
+}

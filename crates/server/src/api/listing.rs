@@ -23,6 +23,10 @@ use phpeek_wire::InstanceInfo;
 /// `"uptime":` before it.
 const SENTINEL: u64 = u64::MAX;
 
+/// The field as the sentinel renders it, and its key's length.
+const MARKER: &[u8] = b"\"uptime\":18446744073709551615";
+const KEY_LEN: usize = "\"uptime\":".len();
+
 /// One instance's object: `head` ends with `"uptime":`, `tail` starts
 /// right after the number.
 #[derive(Debug)]
@@ -38,19 +42,13 @@ impl Piece {
     fn new(mut info: InstanceInfo, since: Option<SystemTime>) -> Option<Piece> {
         info.uptime = SENTINEL;
         let bytes = serde_json::to_vec(&info).ok()?;
-        let marker = format!("\"uptime\":{SENTINEL}");
-        let at = find(&bytes, marker.as_bytes())?;
-        let split = at + "\"uptime\":".len();
+        let at = memchr::memmem::find(&bytes, MARKER)?;
         Some(Piece {
-            head: bytes[..split].to_vec(),
-            tail: bytes[at + marker.len()..].to_vec(),
+            head: bytes[..at + KEY_LEN].to_vec(),
+            tail: bytes[at + MARKER.len()..].to_vec(),
             since,
         })
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[derive(Debug)]
@@ -206,6 +204,11 @@ mod tests {
                 "now + {now_secs}s"
             );
         }
+    }
+
+    #[test]
+    fn the_marker_is_the_sentinel_as_serde_json_writes_it() {
+        assert_eq!(MARKER, format!("\"uptime\":{SENTINEL}").as_bytes());
     }
 
     #[test]

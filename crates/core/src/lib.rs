@@ -30,9 +30,10 @@
 //! queued, so an exit is always reported after its spawn. Signals go only
 //! through the registry, and only to pids it has not reaped yet.
 //!
-//! **Threads.** The tokio runtime (supervisor, reaper, signals, probes,
-//! log readers, API), a few spawner threads (`spawn.rs`: clone + exec
-//! without allocating in the child) and one log writer thread (`logs.rs`).
+//! **Threads.** The tokio runtime (supervisor, signals, probes, log
+//! readers, API), a few spawner threads (`spawn.rs`: clone + exec without
+//! allocating in the child), the reaper thread (`reaper.rs`, woken by the
+//! kernel through `sigwait`) and one log writer thread (`logs.rs`).
 
 pub mod autoscale;
 pub mod backoff;
@@ -41,6 +42,7 @@ pub mod health;
 pub mod logs;
 pub mod procfs;
 mod reaper;
+pub use reaper::block_sigchld;
 pub mod reconcile;
 pub mod registry;
 mod signals;
@@ -83,7 +85,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phpeek_config::Config;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use snapshot::{
@@ -274,7 +275,14 @@ pub enum StartError {
 pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     // Listeners first: before any child exists, and (as PID 1) before any
     // signal could arrive with no handler to make the kernel deliver it.
-    let chld = signal(SignalKind::child()).map_err(|e| StartError::Signal("SIGCHLD", e))?;
+    // SIGCHLD is not handled but blocked everywhere and taken by the reaper
+    // thread (`reaper.rs`).
+    if !reaper::sigchld_blocked() {
+        return Err(StartError::Signal(
+            "SIGCHLD",
+            std::io::Error::other("it must be blocked (block_sigchld) before any thread starts"),
+        ));
+    }
     let manager_signals = signals::ManagerSignals::install()?;
 
     if std::process::id() != 1 {
@@ -296,11 +304,8 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
 
-    tokio::spawn(reaper::reap_children(
-        chld,
-        Arc::clone(&registry),
-        tx.clone(),
-    ));
+    reaper::start(Arc::clone(&registry), tx.clone())
+        .map_err(|e| StartError::Thread("reaper", e))?;
 
     let kit = health::ProbeKit::new(spawner, registry).map_err(StartError::Http)?;
     let handle = Handle {

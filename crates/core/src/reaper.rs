@@ -1,34 +1,70 @@
-//! The SIGCHLD task: the only caller of `waitpid` in the manager.
+//! The reaper thread: the only caller of `waitpid` in the manager.
 //!
 //! Invariants:
+//! - SIGCHLD is blocked in every thread of the manager (the binary blocks
+//!   it before it starts any thread; [`sigchld_blocked`] checks) and this
+//!   thread takes it with `sigwait`. No handler runs for a child's exit,
+//!   so no thread is interrupted for one, and the kernel wakes this thread
+//!   directly: reaping goes on while the runtime's workers are busy (a
+//!   shutdown's burst of stop signals, a scale-up), instead of waiting for
+//!   one of them to poll the signal driver.
 //! - Every wake drains `waitpid(-1, WNOHANG)` until it finds nothing, and a
-//!   SIGCHLD that lands during the drain makes the next wait return at
-//!   once, so coalesced signals lose no exit: there is no polling timer.
+//!   SIGCHLD that lands during the drain stays pending, so the next
+//!   `sigwait` returns at once: coalesced signals lose no exit, and there
+//!   is no polling timer.
 //! - An exit whose pid has a registered waiter (an exec probe, see
 //!   `registry.rs`) goes to that waiter; every other exit, of an instance or
 //!   of an orphan, goes to the supervisor as `Msg::Exited`.
 //! - SIGCHLD is never set to ignored (that would make the kernel reap
-//!   children itself and lose their statuses).
+//!   children itself and lose their statuses). Children start with an
+//!   empty signal mask (`spawn.rs`).
 
 use std::sync::Arc;
 
-use tokio::signal::unix::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use tokio::sync::mpsc;
 
 use crate::registry::ChildRegistry;
 use crate::supervisor::Msg;
 
-/// Children reaped per batch before the reaper yields.
+/// Children reaped per batch (and per hold of the registry's write lock).
 const REAP_BATCH: usize = 64;
 
-/// Reaps until the supervisor is gone. `chld` must be installed before
-/// the first child is spawned.
-pub(crate) async fn reap_children(
-    mut chld: Signal,
+fn chld_set() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// Blocks SIGCHLD in the calling thread. Call it first thing in `main`,
+/// before any thread exists: every thread started later inherits it.
+pub fn block_sigchld() -> nix::Result<()> {
+    chld_set().thread_block()
+}
+
+/// Whether SIGCHLD is blocked in the calling thread.
+pub(crate) fn sigchld_blocked() -> bool {
+    SigSet::thread_get_mask().is_ok_and(|m| m.contains(Signal::SIGCHLD))
+}
+
+/// Starts the reaper thread; it reaps until the supervisor is gone.
+pub(crate) fn start(
     registry: Arc<ChildRegistry>,
     tx: mpsc::UnboundedSender<Msg>,
-) {
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("reaper".into())
+        .spawn(move || run(&registry, &tx))
+        .map(drop)
+}
+
+fn run(registry: &ChildRegistry, tx: &mpsc::UnboundedSender<Msg>) {
+    let set = chld_set();
+    // Blocked already (inherited); made sure of here, since `sigwait` on an
+    // unblocked signal races with its default action.
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     loop {
+        // Drain first: children may have exited before this thread ran.
         loop {
             let batch = registry.reap_batch(REAP_BATCH);
             let full = batch.len() == REAP_BATCH;
@@ -43,9 +79,13 @@ pub(crate) async fn reap_children(
             if !full {
                 break;
             }
-            tokio::task::yield_now().await;
         }
-        if chld.recv().await.is_none() {
+        if tx.is_closed() {
+            return;
+        }
+        if let Err(e) = set.wait() {
+            // sigwait fails only on an invalid set; do not spin.
+            tracing::error!("cannot wait for SIGCHLD: {e}");
             return;
         }
     }

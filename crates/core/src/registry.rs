@@ -13,12 +13,18 @@
 //!   its exit ([`ChildRegistry::forget`]). Signals are sent under the read
 //!   side and refused for pids in that set, so a pid the kernel may already
 //!   have recycled is never signalled.
+//! - The gate is task-fair (parking_lot): once the reaper waits for the
+//!   write side, new readers wait behind it, so a burst of signals or
+//!   spawns cannot hold exits back. Nobody takes the read side twice in
+//!   one thread (that could deadlock behind a waiting writer).
 //! - Signals go to process groups (every instance leads its own session).
 //!   A group id stays allocated while any member lives, so signalling a group
 //!   whose leader was reaped reaches only that instance's leftovers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::Mutex;
+
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use tokio::sync::oneshot;
 
@@ -77,7 +83,7 @@ impl ChildRegistry {
 
     /// Held by a spawner from before `fork` until its result is queued.
     pub fn spawn_gate(&self) -> RwLockReadGuard<'_, HashSet<i32>> {
-        self.reaped.read().unwrap_or_else(|p| p.into_inner())
+        self.reaped.read()
     }
 
     /// Sends `sig` to the process group led by `pgid`, unless that pid was
@@ -109,7 +115,7 @@ impl ChildRegistry {
     /// Reaps up to `max` exited children (managed or orphaned).
     pub fn reap_batch(&self, max: usize) -> Vec<(i32, ExitStatus)> {
         let mut out = Vec::new();
-        let mut reaped = self.reaped.write().unwrap_or_else(|p| p.into_inner());
+        let mut reaped = self.reaped.write();
         while out.len() < max {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => {
@@ -168,7 +174,7 @@ impl ChildRegistry {
 
     /// The supervisor has handled this pid's exit; it may now be reused.
     pub fn forget(&self, pid: i32) {
-        let mut reaped = self.reaped.write().unwrap_or_else(|p| p.into_inner());
+        let mut reaped = self.reaped.write();
         reaped.remove(&pid);
     }
 }

@@ -307,6 +307,12 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
 }
 
 fn serve(cli: &Cli, watch: bool) -> ExitCode {
+    // Before any thread exists, so that every thread inherits it: the
+    // reaper thread takes SIGCHLD with sigwait (see phpeek-core's reaper).
+    if let Err(e) = phpeek_core::block_sigchld() {
+        eprintln!("phpeek-pm: cannot block SIGCHLD: {e}");
+        return ExitCode::from(1);
+    }
     let (config, path) = match load(cli) {
         Ok(c) => c,
         Err(e) => {

@@ -350,4 +350,11 @@ impl LogFlush {
     pub fn join(self, limit: Duration) {
         self.0.finish(limit);
     }
+
+    /// Waits, at most `limit`, until what was queued is written, without
+    /// waiting for the runtime's tasks to go: for a manager that exits
+    /// right after (the supervisor has awaited every log reader by then).
+    pub fn flush(&self, limit: Duration) -> bool {
+        self.0.flush(limit)
+    }
 }

@@ -332,7 +332,7 @@ fn serve(cli: &Cli, watch: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
+    let result: anyhow::Result<std::convert::Infallible> = runtime.block_on(async {
         let listeners = phpeek_server::Listeners::bind(&config).await?;
         tracing::info!(
             "phpeek-pm {} starting {} processes from {}",
@@ -351,16 +351,24 @@ fn serve(cli: &Cli, watch: bool) -> ExitCode {
                 tracing::error!("{e}; reload with SIGHUP or POST /api/v1/reload instead");
             }
         }
-        anyhow::Ok(core.wait().await)
+        // The manager ends on the supervisor's own worker thread, as soon as
+        // the supervisor is done (it has awaited every log reader) and the
+        // writer has written what they queued: tearing the runtime down
+        // first, or handing the code back to this thread, only delayed the
+        // exit that the container runtime and the parent are waiting for
+        // (issue 13). Tasks still running (the API, a reader of a pipe that
+        // an escaped grandchild holds open) end with the process.
+        tokio::spawn(async move {
+            let (code, flush) = core.wait().await;
+            // Bounded: a manager whose stdout nobody reads must still exit
+            // (and must not log about it: stderr may be stuck too).
+            let _ = flush.flush(std::time::Duration::from_secs(5));
+            std::process::exit(i32::from(u8::try_from(code).unwrap_or(1)))
+        });
+        std::future::pending().await
     });
     match result {
-        Ok((code, flush)) => {
-            // Dropping the runtime ends the reader tasks still holding pipes;
-            // the writer then finishes what was queued.
-            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-            flush.join(std::time::Duration::from_secs(5));
-            ExitCode::from(u8::try_from(code).unwrap_or(1))
-        }
+        Ok(never) => match never {},
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(1)

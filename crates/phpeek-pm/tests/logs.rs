@@ -485,3 +485,48 @@ fn a_line_of_exactly_64_kib_is_not_split() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn output_written_while_stopping_is_all_there_when_the_manager_exits() {
+    // The manager exits as soon as the last reader has drained its pipe and
+    // the writer has written it out (issue 13: no runtime teardown first).
+    // Each instance answers SIGTERM with 200 lines and one unterminated
+    // line; every one must be in the manager's stdout once it has exited.
+    const N: u32 = 20;
+    const LINES: u32 = 200;
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:
+  talker:
+    command: [\"$DIR/talker.sh\"]
+    scale: {N}
+"
+    );
+    let body = format!(
+        "trap 'i=1; while [ $i -le {LINES} ]; do echo \"bye $PHPEEK_PM_INSTANCE_NUMBER $i\"; i=$((i+1)); done; printf \"last $PHPEEK_PM_INSTANCE_NUMBER\"; exit 0' TERM\necho up\nwhile :; do sleep 1; done"
+    );
+    let mut m = Manager::start_with(&yaml, &[], |d| {
+        script(d, "talker.sh", &body);
+    });
+    m.wait_running("talker", N as usize);
+    wait_for("every talker to say it is up", DEADLINE, || {
+        (m.stdout().matches("] up\n").count() == N as usize).then_some(())
+    });
+    m.signal(nix::sys::signal::Signal::SIGTERM);
+    m.wait_exit(DEADLINE);
+    let out = m.stdout();
+    for n in 1..=N {
+        let prefix = format!("[talker-{n}] ");
+        let got: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .filter(|l| l.starts_with("bye "))
+            .collect();
+        let want: Vec<String> = (1..=LINES).map(|i| format!("bye {n} {i}")).collect();
+        assert_eq!(got, want, "talker-{n}: every line once, in order");
+        assert!(
+            out.lines().any(|l| l == format!("{prefix}last {n}")),
+            "talker-{n}: the unterminated last line"
+        );
+    }
+    assert!(out.ends_with('\n'), "the last line is terminated");
+}

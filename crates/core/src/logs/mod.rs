@@ -91,6 +91,9 @@ struct Batch {
     bytes: Vec<u8>,
     /// Budget held by this batch, returned once it was written.
     held: u32,
+    /// Told once this batch and everything queued before it was written
+    /// (an empty batch with this set is a flush request).
+    ack: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// Bytes the writer gathers before it writes.
@@ -121,11 +124,12 @@ fn write_stream(out: &mut impl Write, batches: &[Batch], stream: Stream) -> std:
     out.flush()
 }
 
-/// The writer thread, finishing once every hub clone is gone and all
-/// output was written.
+/// The writer thread: it ends once every hub clone is gone and all output
+/// was written, and it can be asked to write out what is queued.
 pub struct LogWriter {
     thread: std::thread::JoinHandle<()>,
     done: std::sync::mpsc::Receiver<()>,
+    tx: mpsc::UnboundedSender<Batch>,
 }
 
 impl LogWriter {
@@ -133,13 +137,33 @@ impl LogWriter {
     /// did. Woken by the thread's end itself, not by polling (a 5 ms poll
     /// was a third of the shutdown time of 100 instances, issue 13).
     pub fn finish(self, limit: std::time::Duration) -> bool {
-        match self.done.recv_timeout(limit) {
+        let LogWriter { thread, done, tx } = self;
+        drop(tx);
+        match done.recv_timeout(limit) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = self.thread.join();
+                let _ = thread.join();
                 true
             }
         }
+    }
+
+    /// Waits until everything queued so far was written, at most `limit`;
+    /// true when it was. Hub clones may still exist (the manager calls
+    /// this on its way out, without tearing the runtime down first).
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let (ack, written) = std::sync::mpsc::channel();
+        let marker = Batch {
+            stream: Stream::Stdout,
+            bytes: Vec::new(),
+            held: 0,
+            ack: Some(ack),
+        };
+        if self.tx.send(marker).is_err() {
+            // The writer is gone: nothing is left to write.
+            return true;
+        }
+        written.recv_timeout(limit).is_ok()
     }
 }
 
@@ -166,6 +190,7 @@ impl LogHub {
     /// formatted line's worth is always allowed).
     pub fn start(format: LogFormat, budget: usize) -> std::io::Result<(LogHub, LogWriter)> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
+        let writer_tx = tx.clone();
         // Dropped when the writer thread ends (or unwinds): wakes `finish`.
         let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let budget_bytes = u32::try_from(budget.max(1)).unwrap_or(u32::MAX);
@@ -192,6 +217,9 @@ impl LogHub {
                     let _ = write_stream(&mut std::io::stdout().lock(), &batches, Stream::Stdout);
                     let _ = write_stream(&mut std::io::stderr().lock(), &batches, Stream::Stderr);
                     let held: usize = batches.iter().map(|b| b.held as usize).sum();
+                    for ack in batches.iter_mut().filter_map(|b| b.ack.take()) {
+                        let _ = ack.send(());
+                    }
                     batches.clear();
                     writer_sem.add_permits(held);
                 }
@@ -206,6 +234,7 @@ impl LogHub {
             LogWriter {
                 thread: handle,
                 done,
+                tx: writer_tx,
             },
         ))
     }
@@ -226,6 +255,7 @@ impl LogHub {
                 stream,
                 bytes,
                 held: want,
+                ack: None,
             })
             .is_err()
         {

@@ -645,7 +645,9 @@ def start_nginx(body):
     if not exe:
         return None
     d = tempfile.mkdtemp(prefix="phpeek-bench-nginx-")
-    os.makedirs(os.path.join(d, "www", "logs"), exist_ok=True)
+    # nginx opens <prefix>/logs/error.log before it reads the config.
+    os.makedirs(os.path.join(d, "www"), exist_ok=True)
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
     with open(os.path.join(d, "www", "processes.json"), "wb") as f:
         f.write(body)
     port = free_port()

@@ -645,6 +645,8 @@ def start_nginx(body):
     if not exe:
         return None
     d = tempfile.mkdtemp(prefix="phpeek-bench-nginx-")
+    # Its workers run as nobody: mkdtemp's 0700 would make every answer 403.
+    os.chmod(d, 0o755)
     # nginx opens <prefix>/logs/error.log before it reads the config.
     os.makedirs(os.path.join(d, "www"), exist_ok=True)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -667,8 +669,10 @@ def start_nginx(body):
                 return proc, url, d
         except OSError:
             time.sleep(0.02)
-    proc.kill()
+    # SIGTERM, not SIGKILL: the master takes its workers down with it.
+    proc.terminate()
     proc.wait()
+    shutil.rmtree(d, ignore_errors=True)
     return None
 
 

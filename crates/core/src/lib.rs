@@ -340,20 +340,14 @@ impl Core {
     }
 }
 
-/// The log writer, finishing once every reader is gone (drop the runtime
-/// first, then call [`LogFlush::join`]).
+/// The log writer's flush, for the manager's way out.
 pub struct LogFlush(logs::LogWriter);
 
 impl LogFlush {
-    /// Waits for queued output to be written, at most `limit`: a manager
-    /// whose stdout nobody reads must still exit.
-    pub fn join(self, limit: Duration) {
-        self.0.finish(limit);
-    }
-
-    /// Waits, at most `limit`, until what was queued is written, without
-    /// waiting for the runtime's tasks to go: for a manager that exits
-    /// right after (the supervisor has awaited every log reader by then).
+    /// Waits, at most `limit` (a manager whose stdout nobody reads must
+    /// still exit), until what was queued is written; the runtime's tasks
+    /// may still exist. The supervisor has awaited every log reader by
+    /// then.
     pub fn flush(&self, limit: Duration) -> bool {
         self.0.flush(limit)
     }

@@ -320,16 +320,21 @@ mod tests {
         out
     }
 
+    /// A JSON hub whose writer side nobody reads (framing only).
+    fn json_hub() -> LogHub {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        LogHub {
+            tx,
+            format: LogFormat::Json,
+            budget: Arc::new(Semaphore::new(1)),
+            budget_bytes: 1,
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn json_lines_match_serde_json(msg in "[^\n]{0,40}", err in proptest::bool::ANY) {
-            let (tx, _rx) = mpsc::unbounded_channel();
-            let hub = LogHub {
-                tx,
-                format: LogFormat::Json,
-                budget: Arc::new(Semaphore::new(1)),
-                budget_bytes: 1,
-            };
+            let hub = json_hub();
             let stream = if err { Stream::Stderr } else { Stream::Stdout };
             let mut f = Framer::new(&hub, stream, "w\"x", "w\\1");
             let mut data = msg.clone().into_bytes();
@@ -344,13 +349,7 @@ mod tests {
 
     #[test]
     fn continued_json_chunks_match_serde_json() {
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let hub = LogHub {
-            tx,
-            format: LogFormat::Json,
-            budget: Arc::new(Semaphore::new(1)),
-            budget_bytes: 1,
-        };
+        let hub = json_hub();
         let mut f = Framer::new(&hub, Stream::Stdout, "w\"x", "w-1");
         let mut data = vec![b'y'; MAX_LINE + 3];
         data.push(b'\n');

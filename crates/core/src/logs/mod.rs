@@ -124,30 +124,13 @@ fn write_stream(out: &mut impl Write, batches: &[Batch], stream: Stream) -> std:
     out.flush()
 }
 
-/// The writer thread: it ends once every hub clone is gone and all output
-/// was written, and it can be asked to write out what is queued.
+/// The writer thread's flush handle. The thread itself runs until the
+/// process exits (or every hub clone is gone).
 pub struct LogWriter {
-    thread: std::thread::JoinHandle<()>,
-    done: std::sync::mpsc::Receiver<()>,
     tx: mpsc::UnboundedSender<Batch>,
 }
 
 impl LogWriter {
-    /// Waits until the writer has finished, at most `limit`; true when it
-    /// did. Woken by the thread's end itself, not by polling (a 5 ms poll
-    /// was a third of the shutdown time of 100 instances, issue 13).
-    pub fn finish(self, limit: std::time::Duration) -> bool {
-        let LogWriter { thread, done, tx } = self;
-        drop(tx);
-        match done.recv_timeout(limit) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = thread.join();
-                true
-            }
-        }
-    }
-
     /// Waits until everything queued so far was written, at most `limit`;
     /// true when it was. Hub clones may still exist (the manager calls
     /// this on its way out, without tearing the runtime down first).
@@ -184,22 +167,19 @@ pub fn rfc3339_millis(ts: SystemTime) -> String {
 }
 
 impl LogHub {
-    /// Starts the writer thread. Returns the hub and a handle that finishes
-    /// once every hub clone is dropped and all output was written.
+    /// Starts the writer thread. Returns the hub and a handle that can wait
+    /// until what is queued was written.
     /// `budget` bounds the bytes waiting to be written (at least one
     /// formatted line's worth is always allowed).
     pub fn start(format: LogFormat, budget: usize) -> std::io::Result<(LogHub, LogWriter)> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
         let writer_tx = tx.clone();
-        // Dropped when the writer thread ends (or unwinds): wakes `finish`.
-        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let budget_bytes = u32::try_from(budget.max(1)).unwrap_or(u32::MAX);
         let sem = Arc::new(Semaphore::new(budget_bytes as usize));
         let writer_sem = Arc::clone(&sem);
-        let handle = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                let _done = done_tx;
                 let mut batches: Vec<Batch> = Vec::new();
                 while let Some(first) = rx.blocking_recv() {
                     let mut bytes = first.bytes.len();
@@ -231,11 +211,7 @@ impl LogHub {
                 budget: sem,
                 budget_bytes,
             },
-            LogWriter {
-                thread: handle,
-                done,
-                tx: writer_tx,
-            },
+            LogWriter { tx: writer_tx },
         ))
     }
 

@@ -1,6 +1,7 @@
 //! The phpeek-pm binary: the manager (`serve`, the default) and its
 //! configuration tools.
 
+mod alloc;
 mod autoscale;
 mod client;
 mod import;

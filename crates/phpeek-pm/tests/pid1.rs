@@ -162,3 +162,50 @@ fn as_a_subreaper_adopts_and_reaps_grandchildren() {
     );
     assert!(m.running(), "the manager keeps running");
 }
+
+/// SIGCHLD reaches the manager only through its reaper thread's `sigwait`:
+/// every other thread blocks it, including threads that libraries start
+/// on their own (the allocator's background thread). A thread that left it
+/// open could take the signal and leave exits unreaped until the next one.
+#[test]
+fn only_the_reaper_thread_accepts_sigchld() {
+    let yaml = format!(
+        "{TEST_GLOBALS}processes:\n  w:\n    command: [\"sleep\", \"3600\"]\n    scale: 2\n"
+    );
+    let mut m = Manager::start(&yaml);
+    m.wait_running("w", 2);
+    let task_dir = format!("/proc/{}/task", m.pid());
+    let threads: Vec<(String, u64)> = std::fs::read_dir(&task_dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|t| {
+            let dir = t.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let blocked = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+            Some((comm.trim().to_string(), blocked))
+        })
+        .collect();
+    assert!(threads.len() > 2, "threads of the manager: {threads:?}");
+    let sigchld_bit = 1u64 << (libc::SIGCHLD - 1);
+    let open: Vec<&str> = threads
+        .iter()
+        .filter(|(_, blocked)| blocked & sigchld_bit == 0)
+        .map(|(comm, _)| comm.as_str())
+        .collect();
+    // The reaper shows SIGCHLD open only while it waits in sigwait, which
+    // is all the time it is not reaping; it may be between waits.
+    assert!(
+        open.iter().all(|c| *c == "reaper"),
+        "threads that accept SIGCHLD: {open:?} (all: {threads:?})"
+    );
+    assert!(
+        threads.iter().any(|(c, _)| c == "jemalloc_bg_thd"),
+        "the allocator's background thread is running: {threads:?}"
+    );
+    m.signal(Signal::SIGTERM);
+    assert_eq!(m.wait_exit(DEADLINE), 0, "stderr:\n{}", m.stderr());
+}

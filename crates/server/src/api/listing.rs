@@ -11,7 +11,9 @@
 //! API workers spent their time on (issue 13: the API under a scale loop).
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
 
 use phpeek_core::snapshot::InstanceSnap;
 use phpeek_core::Snapshot;
@@ -58,6 +60,25 @@ struct Rendered {
     snap: Weak<Snapshot>,
     pieces: Vec<Piece>,
     bytes: usize,
+    /// The last body spliced, and the span of clock time it holds for.
+    last: Mutex<Option<Spliced>>,
+}
+
+/// A body and the times `[from, until)` in which every uptime in it stays
+/// what it is: requests in that span share its bytes (while a scale loop
+/// republishes every few milliseconds, and at rest, building each body
+/// again was a copy of the whole listing per request).
+#[derive(Debug)]
+struct Spliced {
+    from: SystemTime,
+    until: Option<SystemTime>,
+    body: Bytes,
+}
+
+impl Spliced {
+    fn holds_at(&self, now: SystemTime) -> bool {
+        now >= self.from && self.until.is_none_or(|u| now < u)
+    }
 }
 
 impl Rendered {
@@ -76,28 +97,56 @@ impl Rendered {
             snap: Arc::downgrade(snap),
             pieces,
             bytes,
+            last: Mutex::new(None),
         })
     }
 
-    fn body(&self, now: SystemTime) -> Vec<u8> {
+    /// The body at `now`: the last one spliced while it holds, else spliced
+    /// again.
+    fn body(&self, now: SystemTime) -> Bytes {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = last.as_ref().filter(|l| l.holds_at(now)) {
+            return l.body.clone();
+        }
+        let (body, until) = self.splice(now);
+        let body = Bytes::from(body);
+        *last = Some(Spliced {
+            from: now,
+            until,
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// The pieces with each uptime at `now`, and the first time after
+    /// `now` at which one of those uptimes changes (`None`: none ever
+    /// does). An uptime is whole seconds since a start `since`, so it
+    /// holds until `since + uptime + 1 s`; a start in the future counts
+    /// as 0 until one second after it.
+    fn splice(&self, now: SystemTime) -> (Vec<u8>, Option<SystemTime>) {
         // 20 digits for the largest u64 and a comma, per instance.
         let mut out = Vec::with_capacity(self.bytes + self.pieces.len() * 21 + 2);
         out.push(b'[');
+        let mut until: Option<SystemTime> = None;
         let mut digits = itoa::Buffer::new();
         for (k, p) in self.pieces.iter().enumerate() {
             if k > 0 {
                 out.push(b',');
             }
+            let uptime = InstanceSnap::uptime_at(p.since, now);
+            if let Some(since) = p.since {
+                let next = since.checked_add(Duration::from_secs(uptime.saturating_add(1)));
+                until = match (until, next) {
+                    (Some(u), Some(n)) => Some(u.min(n)),
+                    (u, n) => u.or(n),
+                };
+            }
             out.extend_from_slice(&p.head);
-            out.extend_from_slice(
-                digits
-                    .format(InstanceSnap::uptime_at(p.since, now))
-                    .as_bytes(),
-            );
+            out.extend_from_slice(digits.format(uptime).as_bytes());
             out.extend_from_slice(&p.tail);
         }
         out.push(b']');
-        out
+        (out, until)
     }
 }
 
@@ -110,7 +159,7 @@ pub struct ListingCache {
 impl ListingCache {
     /// The JSON body of every instance of `snap` at `now`, rendered again
     /// only when `snap` is not the snapshot rendered last.
-    pub fn body(&self, snap: &Arc<Snapshot>, now: SystemTime) -> Vec<u8> {
+    pub fn body(&self, snap: &Arc<Snapshot>, now: SystemTime) -> Bytes {
         let cached = {
             let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
             slot.as_ref()
@@ -125,7 +174,7 @@ impl ListingCache {
                     *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&r));
                     r
                 }
-                None => return plain(snap, now),
+                None => return Bytes::from(plain(snap, now)),
             },
         };
         rendered.body(now)
@@ -196,6 +245,7 @@ mod tests {
                 snap: Weak::new(),
                 pieces,
                 bytes,
+                last: Mutex::new(None),
             };
             let want = serde_json::to_vec(&infos).expect("serializes");
             assert_eq!(
@@ -204,6 +254,61 @@ mod tests {
                 "now + {now_secs}s"
             );
         }
+    }
+
+    /// A body is shared only while every uptime in it holds: instances
+    /// that started at different fractions of a second, one in the future
+    /// and one not running, queried at steps that cross their ticks, with
+    /// the clock set back once. Each answer equals a fresh splice.
+    #[test]
+    fn a_shared_body_holds_only_while_no_uptime_changes() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        let starts = [
+            Some(start),
+            Some(start + Duration::from_millis(330)),
+            Some(start + Duration::from_millis(999)),
+            Some(start + Duration::from_millis(2_500)),
+            None,
+        ];
+        let pieces: Vec<Piece> = starts
+            .iter()
+            .enumerate()
+            .map(|(k, since)| {
+                let pid = since.map(|_| 100 + k as i32);
+                Piece::new(info(&format!("web-{k}"), None, pid), *since).expect("marker found")
+            })
+            .collect();
+        let bytes = pieces.iter().map(|p| p.head.len() + p.tail.len()).sum();
+        let rendered = Rendered {
+            snap: Weak::new(),
+            pieces,
+            bytes,
+            last: Mutex::new(None),
+        };
+        let mut nows: Vec<SystemTime> = (0..120)
+            .map(|i| start + Duration::from_millis(37 * i))
+            .collect();
+        nows.push(start + Duration::from_millis(1_200));
+        nows.extend((0..30).map(|i| start + Duration::from_millis(1_200 + 41 * i)));
+        let (mut shared, mut previous): (usize, Option<Bytes>) = (0, None);
+        for now in nows {
+            let got = rendered.body(now);
+            let want = rendered.splice(now).0;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "at {:?}",
+                now.duration_since(start)
+            );
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.as_ptr() == got.as_ptr())
+            {
+                shared += 1;
+            }
+            previous = Some(got);
+        }
+        assert!(shared > 50, "bodies shared between steps: {shared}");
     }
 
     #[test]
@@ -217,8 +322,9 @@ mod tests {
             snap: Weak::new(),
             pieces: Vec::new(),
             bytes: 0,
+            last: Mutex::new(None),
         };
-        assert_eq!(r.body(SystemTime::now()), b"[]");
+        assert_eq!(&r.body(SystemTime::now())[..], b"[]");
     }
 
     /// The cache renders again for a new snapshot and reuses the pieces
@@ -227,7 +333,7 @@ mod tests {
     fn a_new_snapshot_is_rendered_again() {
         let cache = ListingCache::default();
         let a = Arc::new(Snapshot::default());
-        assert_eq!(cache.body(&a, SystemTime::now()), b"[]");
+        assert_eq!(&cache.body(&a, SystemTime::now())[..], b"[]");
         let first = cache.slot.lock().expect("lock").clone().expect("stored");
         let _ = cache.body(&a, SystemTime::now());
         let again = cache.slot.lock().expect("lock").clone().expect("stored");

@@ -210,6 +210,17 @@ mod tests {
         }
     }
 
+    /// A rendering of `pieces` that belongs to no snapshot.
+    fn rendered_of(pieces: Vec<Piece>) -> Rendered {
+        let bytes = pieces.iter().map(|p| p.head.len() + p.tail.len()).sum();
+        Rendered {
+            snap: Weak::new(),
+            pieces,
+            bytes,
+            last: Mutex::new(None),
+        }
+    }
+
     /// Pieces spliced with `now` give what serde_json gives for the same
     /// infos with their uptime filled in, whatever the strings hold.
     #[test]
@@ -240,13 +251,7 @@ mod tests {
                 want.uptime = InstanceSnap::uptime_at(since, now);
                 infos.push(want);
             }
-            let bytes = pieces.iter().map(|p| p.head.len() + p.tail.len()).sum();
-            let rendered = Rendered {
-                snap: Weak::new(),
-                pieces,
-                bytes,
-                last: Mutex::new(None),
-            };
+            let rendered = rendered_of(pieces);
             let want = serde_json::to_vec(&infos).expect("serializes");
             assert_eq!(
                 String::from_utf8_lossy(&rendered.body(now)),
@@ -278,13 +283,7 @@ mod tests {
                 Piece::new(info(&format!("web-{k}"), None, pid), *since).expect("marker found")
             })
             .collect();
-        let bytes = pieces.iter().map(|p| p.head.len() + p.tail.len()).sum();
-        let rendered = Rendered {
-            snap: Weak::new(),
-            pieces,
-            bytes,
-            last: Mutex::new(None),
-        };
+        let rendered = rendered_of(pieces);
         let mut nows: Vec<SystemTime> = (0..120)
             .map(|i| start + Duration::from_millis(37 * i))
             .collect();
@@ -318,12 +317,7 @@ mod tests {
 
     #[test]
     fn an_empty_listing_is_an_empty_array() {
-        let r = Rendered {
-            snap: Weak::new(),
-            pieces: Vec::new(),
-            bytes: 0,
-            last: Mutex::new(None),
-        };
+        let r = rendered_of(Vec::new());
         assert_eq!(&r.body(SystemTime::now())[..], b"[]");
     }
 

@@ -11,9 +11,9 @@
 //! **How a message flows.** Everything that wants a change sends a message
 //! on one unbounded channel: a [`Handle`] call (scale, start, stop,
 //! restart, reload) carries a oneshot for its typed answer; the reaper
-//! sends exits (`reaper.rs`); spawner threads send spawn results; timers
-//! and probes send their results; `signals.rs` sends the manager's own
-//! signals. The supervisor applies a batch of messages one at a time,
+//! thread sends exits (`reaper.rs`) and the manager's own signals
+//! (`signals.rs`); spawner threads send spawn results; timers and probes
+//! send their results. The supervisor applies a batch of messages one at a time,
 //! answers each request once its change was applied, then reconciles every
 //! process towards its desired state and publishes a new snapshot.
 //!
@@ -42,7 +42,7 @@ pub mod health;
 pub mod logs;
 pub mod procfs;
 mod reaper;
-pub use reaper::block_sigchld;
+pub use reaper::block_signals;
 pub mod reconcile;
 pub mod registry;
 mod signals;
@@ -273,17 +273,18 @@ pub enum StartError {
 /// Starts supervising `config`, read from `config_path` (re-read on
 /// reload). Must be called inside a tokio runtime.
 pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
-    // Listeners first: before any child exists, and (as PID 1) before any
-    // signal could arrive with no handler to make the kernel deliver it.
-    // SIGCHLD is not handled but blocked everywhere and taken by the reaper
-    // thread (`reaper.rs`).
-    if !reaper::sigchld_blocked() {
+    // SIGCHLD and the manager's signals are not handled but blocked
+    // everywhere and taken by the reaper thread (`reaper.rs`, `signals.rs`):
+    // one that arrives before that thread runs stays pending, also for a
+    // PID 1.
+    if !reaper::signals_blocked() {
         return Err(StartError::Signal(
             "SIGCHLD",
-            std::io::Error::other("it must be blocked (block_sigchld) before any thread starts"),
+            std::io::Error::other(
+                "it and the manager's signals must be blocked (block_signals) before any thread starts",
+            ),
         ));
     }
-    let manager_signals = signals::ManagerSignals::install()?;
 
     if std::process::id() != 1 {
         // Orphans of our children come to us, as they would to a PID 1.
@@ -304,9 +305,6 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
 
-    reaper::start(Arc::clone(&registry), tx.clone())
-        .map_err(|e| StartError::Thread("reaper", e))?;
-
     let kit = health::ProbeKit::new(spawner, registry).map_err(StartError::Http)?;
     let handle = Handle {
         tx: tx.clone(),
@@ -315,7 +313,12 @@ pub fn start(config: Config, config_path: PathBuf) -> Result<Core, StartError> {
         health: kit.metrics.clone(),
         applied: Arc::new(watch::channel(Arc::new(config.clone())).0),
     };
-    tokio::spawn(manager_signals.forward(tx.clone(), handle.clone()));
+    let sink = signals::SignalSink {
+        tx: tx.clone(),
+        handle: handle.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    reaper::start(Arc::clone(&kit.registry), sink).map_err(|e| StartError::Thread("reaper", e))?;
 
     let fx = OsEffects::new(tx, kit, logs);
     let mut supervisor = Supervisor::new(config, fx, snap_tx);

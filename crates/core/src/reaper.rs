@@ -1,13 +1,15 @@
-//! The reaper thread: the only caller of `waitpid` in the manager.
+//! The reaper thread: the only caller of `waitpid` in the manager, and the
+//! taker of the manager's own signals (`signals.rs`).
 //!
 //! Invariants:
-//! - SIGCHLD is blocked in every thread of the manager (the binary blocks
-//!   it before it starts any thread; [`sigchld_blocked`] checks) and this
-//!   thread takes it with `sigwait`. No handler runs for a child's exit,
-//!   so no thread is interrupted for one, and the kernel wakes this thread
-//!   directly: reaping goes on while the runtime's workers are busy (a
-//!   shutdown's burst of stop signals, a scale-up), instead of waiting for
-//!   one of them to poll the signal driver.
+//! - SIGCHLD and the manager's signals are blocked in every thread of the
+//!   manager (the binary blocks them before it starts any thread;
+//!   [`signals_blocked`] checks) and this thread takes them with
+//!   `sigwait`. No handler runs, so no thread is interrupted for one, and
+//!   the kernel wakes this thread directly: reaping goes on while the
+//!   runtime's workers are busy (a shutdown's burst of stop signals, a
+//!   scale-up), instead of waiting for one of them to poll a signal
+//!   driver.
 //! - Every wake drains `waitpid(-1, WNOHANG)` until it finds nothing, and a
 //!   SIGCHLD that lands during the drain stays pending, so the next
 //!   `sigwait` returns at once: coalesced signals lose no exit, and there
@@ -25,44 +27,49 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use tokio::sync::mpsc;
 
 use crate::registry::ChildRegistry;
+use crate::signals::{SignalSink, TAKEN};
 use crate::supervisor::Msg;
 
 /// Children reaped per batch (and per hold of the registry's write lock).
 const REAP_BATCH: usize = 64;
 
-fn chld_set() -> SigSet {
+/// SIGCHLD and every signal the manager acts on.
+fn taken_set() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
+    for sig in TAKEN {
+        set.add(sig);
+    }
     set
 }
 
-/// Blocks SIGCHLD in the calling thread. Call it first thing in `main`,
-/// before any thread exists: every thread started later inherits it.
-pub fn block_sigchld() -> nix::Result<()> {
-    chld_set().thread_block()
+/// Blocks SIGCHLD and the manager's signals in the calling thread. Call it
+/// first thing in `main`, before any thread exists: every thread started
+/// later inherits it.
+pub fn block_signals() -> nix::Result<()> {
+    taken_set().thread_block()
 }
 
-/// Whether SIGCHLD is blocked in the calling thread.
-pub(crate) fn sigchld_blocked() -> bool {
-    SigSet::thread_get_mask().is_ok_and(|m| m.contains(Signal::SIGCHLD))
+/// Whether the calling thread blocks every signal the reaper takes.
+pub(crate) fn signals_blocked() -> bool {
+    SigSet::thread_get_mask()
+        .is_ok_and(|m| m.contains(Signal::SIGCHLD) && TAKEN.iter().all(|s| m.contains(*s)))
 }
 
 /// Starts the reaper thread; it reaps until the supervisor is gone.
-pub(crate) fn start(
-    registry: Arc<ChildRegistry>,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> std::io::Result<()> {
+pub(crate) fn start(registry: Arc<ChildRegistry>, sink: SignalSink) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("reaper".into())
-        .spawn(move || run(&registry, &tx))
+        .spawn(move || run(&registry, &sink))
         .map(drop)
 }
 
-fn run(registry: &ChildRegistry, tx: &mpsc::UnboundedSender<Msg>) {
-    let set = chld_set();
+fn run(registry: &ChildRegistry, sink: &SignalSink) {
+    let set = taken_set();
     // Blocked already (inherited); made sure of here, since `sigwait` on an
     // unblocked signal races with its default action.
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    let tx: &mpsc::UnboundedSender<Msg> = &sink.tx;
     loop {
         // Drain first: children may have exited before this thread ran.
         loop {
@@ -83,10 +90,18 @@ fn run(registry: &ChildRegistry, tx: &mpsc::UnboundedSender<Msg>) {
         if tx.is_closed() {
             return;
         }
-        if let Err(e) = set.wait() {
-            // sigwait fails only on an invalid set; do not spin.
-            tracing::error!("cannot wait for SIGCHLD: {e}");
-            return;
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(sig) => {
+                if !sink.deliver(sig) {
+                    return;
+                }
+            }
+            Err(e) => {
+                // sigwait fails only on an invalid set; do not spin.
+                tracing::error!("cannot wait for signals: {e}");
+                return;
+            }
         }
     }
 }

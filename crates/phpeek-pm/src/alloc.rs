@@ -23,7 +23,8 @@
 //!   call. Giving them back at once (`dirty_decay_ms:0`) cost a system
 //!   call per large free and cut the API's throughput by three quarters.
 //!   jemalloc starts that thread with every signal blocked, so SIGCHLD
-//!   still goes only to the reaper (`phpeek_core::block_sigchld`).
+//!   and the manager's signals still go only to the reaper
+//!   (`phpeek_core::block_signals`).
 //!
 //! `_RJEM_MALLOC_CONF` in the manager's environment overrides these, for
 //! an operator who wants other trade-offs.

@@ -309,9 +309,10 @@ fn run_client(cli: &Cli, cmd: &Cmd) -> ExitCode {
 
 fn serve(cli: &Cli, watch: bool) -> ExitCode {
     // Before any thread exists, so that every thread inherits it: the
-    // reaper thread takes SIGCHLD with sigwait (see phpeek-core's reaper).
-    if let Err(e) = phpeek_core::block_sigchld() {
-        eprintln!("phpeek-pm: cannot block SIGCHLD: {e}");
+    // reaper thread takes SIGCHLD and the manager's signals with sigwait
+    // (see phpeek-core's reaper and signals).
+    if let Err(e) = phpeek_core::block_signals() {
+        eprintln!("phpeek-pm: cannot block SIGCHLD and the manager's signals: {e}");
         return ExitCode::from(1);
     }
     let (config, path) = match load(cli) {

@@ -163,10 +163,11 @@ fn as_a_subreaper_adopts_and_reaps_grandchildren() {
     assert!(m.running(), "the manager keeps running");
 }
 
-/// SIGCHLD reaches the manager only through its reaper thread's `sigwait`:
-/// every other thread blocks it, including threads that libraries start
-/// on their own (the allocator's background thread). A thread that left it
-/// open could take the signal and leave exits unreaped until the next one.
+/// SIGCHLD and the manager's own signals reach it only through its reaper
+/// thread's `sigwait`: every other thread blocks them, including threads
+/// that libraries start on their own (the allocator's background thread).
+/// A thread that left SIGCHLD open could take it and leave exits unreaped
+/// until the next one; one that left SIGTERM open would die of it.
 #[test]
 fn only_the_reaper_thread_accepts_sigchld() {
     let yaml = format!(
@@ -190,17 +191,27 @@ fn only_the_reaper_thread_accepts_sigchld() {
         })
         .collect();
     assert!(threads.len() > 2, "threads of the manager: {threads:?}");
-    let sigchld_bit = 1u64 << (libc::SIGCHLD - 1);
+    let taken = [
+        libc::SIGCHLD,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ]
+    .iter()
+    .fold(0u64, |bits, s| bits | 1u64 << (s - 1));
     let open: Vec<&str> = threads
         .iter()
-        .filter(|(_, blocked)| blocked & sigchld_bit == 0)
+        .filter(|(_, blocked)| blocked & taken != taken)
         .map(|(comm, _)| comm.as_str())
         .collect();
-    // The reaper shows SIGCHLD open only while it waits in sigwait, which
-    // is all the time it is not reaping; it may be between waits.
+    // The reaper shows them open only while it waits in sigwait, which is
+    // all the time it is not reaping; it may be between waits.
     assert!(
         open.iter().all(|c| *c == "reaper"),
-        "threads that accept SIGCHLD: {open:?} (all: {threads:?})"
+        "threads that accept SIGCHLD or a manager signal: {open:?} (all: {threads:?})"
     );
     assert!(
         threads.iter().any(|(c, _)| c == "jemalloc_bg_thd"),

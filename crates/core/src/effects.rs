@@ -102,6 +102,16 @@ pub(crate) trait Effects {
     );
     /// Signals a process group; false when it was not delivered.
     fn signal_group(&mut self, pgid: i32, sig: Signal) -> bool;
+    /// Signals several process groups in order, as one burst: the stop
+    /// signals of a shutdown or a scale-down. The real effects check the
+    /// registry once for the whole burst, so the reaper (which reaps the
+    /// first of them while the rest are still being signalled) does not
+    /// take turns with the sender for each signal.
+    fn signal_groups(&mut self, sends: &[(i32, Signal)]) {
+        for &(pgid, sig) in sends {
+            self.signal_group(pgid, sig);
+        }
+    }
     /// Signals one process; false when it was not delivered.
     fn signal_pid(&mut self, pid: i32, sig: Signal) -> bool;
     /// Signals what is left of a group whose leader was reaped.
@@ -224,6 +234,12 @@ impl Effects for OsEffects {
                 tracing::debug!(pid = pgid, "{sig} not delivered: {e}");
                 false
             }
+        }
+    }
+
+    fn signal_groups(&mut self, sends: &[(i32, Signal)]) {
+        for (pgid, sig, e) in self.registry.signal_groups(sends) {
+            tracing::debug!(pid = pgid, "{sig} not delivered: {e}");
         }
     }
 

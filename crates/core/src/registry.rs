@@ -96,6 +96,24 @@ impl ChildRegistry {
         killpg(Pid::from_raw(pgid), sig)
     }
 
+    /// [`Self::signal_group`] for several groups under one hold of the
+    /// spawn gate; returns the sends that failed.
+    pub fn signal_groups(&self, sends: &[(i32, Signal)]) -> Vec<(i32, Signal, Errno)> {
+        let reaped = self.spawn_gate();
+        let mut failed = Vec::new();
+        for &(pgid, sig) in sends {
+            let sent = if reaped.contains(&pgid) {
+                Err(Errno::ESRCH)
+            } else {
+                killpg(Pid::from_raw(pgid), sig)
+            };
+            if let Err(e) = sent {
+                failed.push((pgid, sig, e));
+            }
+        }
+        failed
+    }
+
     /// Sends `sig` to one process (the leader only), under the same check.
     pub fn signal_pid(&self, pid: i32, sig: Signal) -> Result<(), Errno> {
         let reaped = self.spawn_gate();

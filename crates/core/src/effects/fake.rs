@@ -35,6 +35,11 @@ pub(crate) enum Effect {
     Leftovers {
         pid: i32,
     },
+    /// A burst of group signals starts (its signals follow as
+    /// `SignalGroup`s).
+    Burst {
+        len: usize,
+    },
     Probe {
         at: InstanceRef,
         gen: u64,
@@ -153,6 +158,13 @@ impl Effects for FakeEffects {
     fn signal_group(&mut self, pid: i32, sig: Signal) -> bool {
         self.log.push(Effect::SignalGroup { pid, sig });
         self.alive.contains(&pid)
+    }
+
+    fn signal_groups(&mut self, sends: &[(i32, Signal)]) {
+        self.log.push(Effect::Burst { len: sends.len() });
+        for &(pid, sig) in sends {
+            self.signal_group(pid, sig);
+        }
     }
 
     fn signal_pid(&mut self, pid: i32, sig: Signal) -> bool {

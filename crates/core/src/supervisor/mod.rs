@@ -115,6 +115,8 @@ pub(crate) struct Supervisor<E: Effects> {
     /// The exit code a cause other than the processes' ends decided (a
     /// one-shot with `on_failure: shutdown`, a failed global `pre_start`).
     exit_override: Option<i32>,
+    /// While reconciling: stop signals decided but not yet sent.
+    stop_burst: Option<Vec<(i32, nix::sys::signal::Signal)>>,
 }
 
 fn backoff_of(config: &Config) -> Backoff {
@@ -156,6 +158,7 @@ impl<E: Effects> Supervisor<E> {
             hooks_in_flight: 0,
             hook_counts: BTreeMap::new(),
             exit_override: None,
+            stop_burst: None,
         }
     }
 
@@ -261,7 +264,19 @@ impl<E: Effects> Supervisor<E> {
         self.arm_autoscalers();
     }
 
+    /// Reconciles every process; the stop signals it decides go out
+    /// together at the end, as one burst (see `Effects::signal_groups`).
     fn reconcile(&mut self) {
+        self.stop_burst = Some(Vec::new());
+        self.reconcile_all();
+        if let Some(burst) = self.stop_burst.take() {
+            if !burst.is_empty() {
+                self.fx.signal_groups(&burst);
+            }
+        }
+    }
+
+    fn reconcile_all(&mut self) {
         if self.shutting_down {
             if self.global_pre_stop_done() {
                 self.reconcile_shutdown();

@@ -278,7 +278,8 @@ impl<E: Effects> Supervisor<E> {
         }
     }
 
-    /// Sends the stop signal to a stopping instance's group.
+    /// Sends the stop signal to a stopping instance's group (while
+    /// reconciling: with the rest of the burst, at its end).
     pub(super) fn send_stop_signal(&mut self, pname: &str, n: u32) {
         let Some(p) = self.processes.get(pname) else {
             return;
@@ -288,7 +289,12 @@ impl<E: Effects> Supervisor<E> {
             return;
         };
         let signal = Signal::try_from(sig).unwrap_or(Signal::SIGTERM);
-        self.fx.signal_group(live.pid, signal);
+        match self.stop_burst.as_mut() {
+            Some(burst) => burst.push((live.pid, signal)),
+            None => {
+                self.fx.signal_group(live.pid, signal);
+            }
+        }
     }
 
     /// No instance is alive or starting.

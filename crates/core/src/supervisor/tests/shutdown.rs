@@ -159,3 +159,85 @@ async fn forward_signals_limits_which_processes_get_usr1_and_usr2() {
     assert_eq!(rig.fx().signals_to(web), [Signal::SIGUSR1]);
     assert!(rig.fx().signals_to(api).is_empty());
 }
+
+/// The effects log from the last `Burst` on: its length and the pids it
+/// signalled, in order.
+fn last_burst(rig: &Rig) -> (usize, Vec<i32>) {
+    let log = &rig.fx().log;
+    let Some(at) = log.iter().rposition(|e| matches!(e, Effect::Burst { .. })) else {
+        return (0, Vec::new());
+    };
+    let Effect::Burst { len } = log[at] else {
+        unreachable!()
+    };
+    let pids = log[at + 1..]
+        .iter()
+        .take(len)
+        .filter_map(|e| match e {
+            Effect::SignalGroup { pid, .. } => Some(*pid),
+            _ => None,
+        })
+        .collect();
+    (len, pids)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_sends_its_stop_signals_as_one_burst_after_arming_every_deadline() {
+    let mut rig = Rig::started(
+        "processes:\n  w:\n    command: [\"w\"]\n    scale: 5\n    shutdown:\n      signal: SIGINT\n",
+    );
+    let mut pids: Vec<i32> = (1..=5)
+        .map(|n| rig.pid(&format!("w-{n}")).unwrap())
+        .collect();
+    let bursts_before = rig
+        .fx()
+        .log
+        .iter()
+        .filter(|e| matches!(e, Effect::Burst { .. }))
+        .count();
+    rig.terminate();
+    let (len, mut sent) = last_burst(&rig);
+    assert_eq!(len, 5, "one burst for the five stops: {:?}", rig.fx().log);
+    sent.sort_unstable();
+    pids.sort_unstable();
+    assert_eq!(sent, pids);
+    for pid in &pids {
+        assert_eq!(rig.fx().signals_to(*pid), [Signal::SIGINT]);
+    }
+    let bursts_after = rig
+        .fx()
+        .log
+        .iter()
+        .filter(|e| matches!(e, Effect::Burst { .. }))
+        .count();
+    assert_eq!(bursts_after, bursts_before + 1, "{:?}", rig.fx().log);
+    // Every deadline was armed by the time the burst went out.
+    assert_eq!(rig.fx().timers.len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scale_down_sends_its_stop_signals_as_one_burst() {
+    let mut rig = Rig::started("processes:\n  w:\n    command: [\"w\"]\n    scale: 4\n");
+    let pids: Vec<i32> = (1..=4)
+        .map(|n| rig.pid(&format!("w-{n}")).unwrap())
+        .collect();
+    rig.scale("w", 1).unwrap();
+    let (len, sent) = last_burst(&rig);
+    assert_eq!(len, 3, "{:?}", rig.fx().log);
+    assert!(sent.iter().all(|p| pids.contains(p)), "{sent:?}");
+    assert!(rig.fx().signals_to(pids[0]).is_empty(), "w-1 keeps running");
+}
+
+/// A stop signal sent outside a reconcile (here: once a `pre_stop` hook is
+/// done) goes out at once, not into a burst that nobody would send.
+#[tokio::test(start_paused = true)]
+async fn a_stop_after_a_pre_stop_hook_is_sent_at_once() {
+    let mut rig = Rig::started(
+        "processes:\n  w:\n    command: [\"w\"]\n    hooks:\n      pre_stop:\n        - command: [\"drain\"]\n",
+    );
+    let pid = rig.pid("w-1").unwrap();
+    rig.terminate();
+    assert!(rig.fx().signals_to(pid).is_empty(), "the hook runs first");
+    rig.finish_hooks("w-1:pre_stop", true);
+    assert_eq!(rig.fx().signals_to(pid), [Signal::SIGTERM]);
+}

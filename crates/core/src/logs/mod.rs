@@ -128,6 +128,10 @@ fn write_stream(out: &mut impl Write, batches: &[Batch], stream: Stream) -> std:
 /// process exits (or every hub clone is gone).
 pub struct LogWriter {
     tx: mpsc::UnboundedSender<Batch>,
+    /// The hub's budget: every queued batch holds its bytes of it until it
+    /// was written, so a whole budget means nothing is left to write.
+    budget: Arc<Semaphore>,
+    budget_bytes: u32,
 }
 
 impl LogWriter {
@@ -135,6 +139,11 @@ impl LogWriter {
     /// true when it was. Hub clones may still exist (the manager calls
     /// this on its way out, without tearing the runtime down first).
     pub fn flush(&self, limit: std::time::Duration) -> bool {
+        // Nothing queued: no round trip to the writer thread (which would
+        // have to be woken, on the way out of every shutdown).
+        if self.budget.available_permits() >= self.budget_bytes as usize {
+            return true;
+        }
         let (ack, written) = std::sync::mpsc::channel();
         let marker = Batch {
             stream: Stream::Stdout,
@@ -177,6 +186,7 @@ impl LogHub {
         let budget_bytes = u32::try_from(budget.max(1)).unwrap_or(u32::MAX);
         let sem = Arc::new(Semaphore::new(budget_bytes as usize));
         let writer_sem = Arc::clone(&sem);
+        let writer_budget = Arc::clone(&sem);
         std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
@@ -211,7 +221,11 @@ impl LogHub {
                 budget: sem,
                 budget_bytes,
             },
-            LogWriter { tx: writer_tx },
+            LogWriter {
+                tx: writer_tx,
+                budget: writer_budget,
+                budget_bytes,
+            },
         ))
     }
 

@@ -544,7 +544,11 @@ pub struct SpawnJob {
     pub done: Box<dyn FnOnce(io::Result<Spawned>) + Send>,
 }
 
-/// Dedicated long-lived spawner threads fed by a queue.
+/// Dedicated long-lived spawner threads fed by a queue. They never end
+/// while the manager runs: the parent-death signal a child may ask for
+/// (`parent_death`) fires when the *thread* that created it ends, so a
+/// pool that let idle threads go would SIGKILL their children (tried for
+/// issue 13, to have fewer threads to stop on the way out).
 #[derive(Clone)]
 pub struct Spawner {
     tx: std::sync::mpsc::Sender<SpawnJob>,

@@ -13,9 +13,10 @@
 //! restart, reload) carries a oneshot for its typed answer; the reaper
 //! thread sends exits (`reaper.rs`) and the manager's own signals
 //! (`signals.rs`); spawner threads send spawn results; timers and probes
-//! send their results. The supervisor applies a batch of messages one at a time,
-//! answers each request once its change was applied, then reconciles every
-//! process towards its desired state and publishes a new snapshot.
+//! send their results. The supervisor applies a batch of messages one at
+//! a time, answers each request once its change was applied, then
+//! reconciles every process towards its desired state and publishes a new
+//! snapshot.
 //!
 //! **Decisions and effects.** What to do is decided by pure functions
 //! (restart decision, dependency gates, reload classification, rollout

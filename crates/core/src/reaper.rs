@@ -52,8 +52,7 @@ pub fn block_signals() -> nix::Result<()> {
 
 /// Whether the calling thread blocks every signal the reaper takes.
 pub(crate) fn signals_blocked() -> bool {
-    SigSet::thread_get_mask()
-        .is_ok_and(|m| m.contains(Signal::SIGCHLD) && TAKEN.iter().all(|s| m.contains(*s)))
+    SigSet::thread_get_mask().is_ok_and(|m| taken_set().iter().all(|s| m.contains(s)))
 }
 
 /// Starts the reaper thread; it reaps until the supervisor is gone.

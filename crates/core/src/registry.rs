@@ -68,6 +68,15 @@ impl ExitStatus {
     }
 }
 
+/// killpg, unless `pgid` was reaped and its exit not yet handled (it may
+/// be another process's pid by now).
+fn signal_unless_reaped(reaped: &HashSet<i32>, pgid: i32, sig: Signal) -> Result<(), Errno> {
+    if reaped.contains(&pgid) {
+        return Err(Errno::ESRCH);
+    }
+    killpg(Pid::from_raw(pgid), sig)
+}
+
 #[derive(Debug, Default)]
 pub struct ChildRegistry {
     reaped: RwLock<HashSet<i32>>,
@@ -89,11 +98,7 @@ impl ChildRegistry {
     /// Sends `sig` to the process group led by `pgid`, unless that pid was
     /// reaped and its exit not yet handled.
     pub fn signal_group(&self, pgid: i32, sig: Signal) -> Result<(), Errno> {
-        let reaped = self.spawn_gate();
-        if reaped.contains(&pgid) {
-            return Err(Errno::ESRCH);
-        }
-        killpg(Pid::from_raw(pgid), sig)
+        signal_unless_reaped(&self.spawn_gate(), pgid, sig)
     }
 
     /// [`Self::signal_group`] for several groups under one hold of the
@@ -102,12 +107,7 @@ impl ChildRegistry {
         let reaped = self.spawn_gate();
         let mut failed = Vec::new();
         for &(pgid, sig) in sends {
-            let sent = if reaped.contains(&pgid) {
-                Err(Errno::ESRCH)
-            } else {
-                killpg(Pid::from_raw(pgid), sig)
-            };
-            if let Err(e) = sent {
+            if let Err(e) = signal_unless_reaped(&reaped, pgid, sig) {
                 failed.push((pgid, sig, e));
             }
         }

@@ -160,6 +160,15 @@ async fn forward_signals_limits_which_processes_get_usr1_and_usr2() {
     assert!(rig.fx().signals_to(api).is_empty());
 }
 
+/// How many bursts of group signals went out so far.
+fn bursts(rig: &Rig) -> usize {
+    rig.fx()
+        .log
+        .iter()
+        .filter(|e| matches!(e, Effect::Burst { .. }))
+        .count()
+}
+
 /// The effects log from the last `Burst` on: its length and the pids it
 /// signalled, in order.
 fn last_burst(rig: &Rig) -> (usize, Vec<i32>) {
@@ -189,12 +198,7 @@ async fn a_shutdown_sends_its_stop_signals_as_one_burst_after_arming_every_deadl
     let mut pids: Vec<i32> = (1..=5)
         .map(|n| rig.pid(&format!("w-{n}")).unwrap())
         .collect();
-    let bursts_before = rig
-        .fx()
-        .log
-        .iter()
-        .filter(|e| matches!(e, Effect::Burst { .. }))
-        .count();
+    let bursts_before = bursts(&rig);
     rig.terminate();
     let (len, mut sent) = last_burst(&rig);
     assert_eq!(len, 5, "one burst for the five stops: {:?}", rig.fx().log);
@@ -204,12 +208,7 @@ async fn a_shutdown_sends_its_stop_signals_as_one_burst_after_arming_every_deadl
     for pid in &pids {
         assert_eq!(rig.fx().signals_to(*pid), [Signal::SIGINT]);
     }
-    let bursts_after = rig
-        .fx()
-        .log
-        .iter()
-        .filter(|e| matches!(e, Effect::Burst { .. }))
-        .count();
+    let bursts_after = bursts(&rig);
     assert_eq!(bursts_after, bursts_before + 1, "{:?}", rig.fx().log);
     // Every deadline was armed by the time the burst went out.
     assert_eq!(rig.fx().timers.len(), 5);

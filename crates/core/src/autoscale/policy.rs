@@ -19,9 +19,11 @@
 //!   of its window; the count rises only to the lowest recommendation of the
 //!   up window and falls only to the highest of the down window. A
 //!   recommendation exactly `stabilization` old has left the window.
-//! - Within any `period`, the recorded changes in one direction add up to
-//!   at most `max_step` (a percentage is of the count at the period's
-//!   start, rounded up, at least 1). Changes count only once the caller
+//! - At each change, the recorded changes in its direction within the
+//!   `period` that ends there add up to at most `max_step` (a percentage is
+//!   of the count at that period's start, rounded up, at least 1: the
+//!   HPA's `periodStartReplicas`, the count now less what the period added
+//!   plus what it removed). Changes count only once the caller
 //!   records them with [`PolicyState::record_change`]. The bounds are
 //!   applied after the rate limit, so a window that raises the min takes
 //!   effect at once (as the HPA's `minReplicas`).

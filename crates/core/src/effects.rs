@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::health::{start_probing, ProbeKit, Target as ProbeTarget};
 use crate::logs::{LogHub, LogRing, Stream};
-use crate::registry::ChildRegistry;
+use crate::signaller::{Signaller, Target};
 use crate::spawn::{SpawnJob, SpawnSpec, Spawned, Spawner};
 use crate::supervisor::{HookReport, InstanceRef, Msg, ProbeReport, SpawnReport, Timer};
 use crate::timers::Timers;
@@ -103,12 +103,14 @@ pub(crate) trait Effects {
     /// Signals a process group; false when it was not delivered.
     fn signal_group(&mut self, pgid: i32, sig: Signal) -> bool;
     /// Signals several process groups in order, as one burst: the stop
-    /// signals of a shutdown or a scale-down. The real effects check the
-    /// registry once for the whole burst, so the reaper (which reaps the
-    /// first of them while the rest are still being signalled) does not
-    /// take turns with the sender for each signal.
-    fn signal_groups(&mut self, sends: &[(i32, Signal)]) {
-        for &(pgid, sig) in sends {
+    /// signals of a shutdown or a scale-down, sent without waiting for
+    /// them. The real effects hand a large burst to the signaller thread
+    /// (`signaller.rs`), which checks the registry once for the whole
+    /// burst, so the reaper (which reaps the first of them while the rest
+    /// are still being signalled) does not take turns with the sender for
+    /// each signal; every later signal and `forget_pid` waits its turn.
+    fn signal_groups(&mut self, sends: Vec<(i32, Signal)>) {
+        for (pgid, sig) in sends {
             self.signal_group(pgid, sig);
         }
     }
@@ -141,7 +143,8 @@ pub(crate) trait Effects {
 /// The real effects.
 pub(crate) struct OsEffects {
     tx: mpsc::UnboundedSender<Msg>,
-    registry: Arc<ChildRegistry>,
+    /// Every signal to an instance, and every `forget`, in one order.
+    signaller: Signaller,
     spawner: Spawner,
     logs: LogHub,
     log_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -159,7 +162,7 @@ impl OsEffects {
         OsEffects {
             timers: Timers::start(tx.clone()),
             tx,
-            registry: Arc::clone(&kit.registry),
+            signaller: Signaller::start(Arc::clone(&kit.registry)),
             spawner: kit.spawner.clone(),
             sources: crate::autoscale::sources::SourceKit::new(
                 kit.spawner.clone(),
@@ -228,31 +231,23 @@ impl Effects for OsEffects {
     }
 
     fn signal_group(&mut self, pgid: i32, sig: Signal) -> bool {
-        match self.registry.signal_group(pgid, sig) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(pid = pgid, "{sig} not delivered: {e}");
-                false
-            }
-        }
+        self.signaller.send(Target::Group, pgid, sig)
     }
 
-    fn signal_groups(&mut self, sends: &[(i32, Signal)]) {
-        for (pgid, sig, e) in self.registry.signal_groups(sends) {
-            tracing::debug!(pid = pgid, "{sig} not delivered: {e}");
-        }
+    fn signal_groups(&mut self, sends: Vec<(i32, Signal)>) {
+        self.signaller.burst(sends);
     }
 
     fn signal_pid(&mut self, pid: i32, sig: Signal) -> bool {
-        self.registry.signal_pid(pid, sig).is_ok()
+        self.signaller.send(Target::Pid, pid, sig)
     }
 
     fn signal_leftovers(&mut self, pgid: i32, sig: Signal) {
-        let _ = self.registry.signal_leftovers(pgid, sig);
+        self.signaller.send_later(Target::Leftovers, pgid, sig);
     }
 
     fn forget_pid(&mut self, pid: i32) {
-        self.registry.forget(pid);
+        self.signaller.forget(pid);
     }
 
     fn start_timer(&mut self, timer: Timer, after: Duration) {

@@ -46,6 +46,7 @@ mod reaper;
 pub use reaper::block_signals;
 pub mod reconcile;
 pub mod registry;
+mod signaller;
 mod signals;
 pub mod snapshot;
 pub mod spawn;

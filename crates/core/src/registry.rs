@@ -190,6 +190,18 @@ impl ChildRegistry {
         }
     }
 
+    /// Puts `pid` in the `reaped` set as the reaper would (tests).
+    #[cfg(test)]
+    pub(crate) fn mark_reaped(&self, pid: i32) {
+        self.reaped.write().insert(pid);
+    }
+
+    /// Whether `pid` is in the `reaped` set (tests).
+    #[cfg(test)]
+    pub(crate) fn is_reaped(&self, pid: i32) -> bool {
+        self.reaped.read().contains(&pid)
+    }
+
     /// The supervisor has handled this pid's exit; it may now be reused.
     pub fn forget(&self, pid: i32) {
         let mut reaped = self.reaped.write();

@@ -160,9 +160,9 @@ impl Effects for FakeEffects {
         self.alive.contains(&pid)
     }
 
-    fn signal_groups(&mut self, sends: &[(i32, Signal)]) {
+    fn signal_groups(&mut self, sends: Vec<(i32, Signal)>) {
         self.log.push(Effect::Burst { len: sends.len() });
-        for &(pid, sig) in sends {
+        for (pid, sig) in sends {
             self.signal_group(pid, sig);
         }
     }

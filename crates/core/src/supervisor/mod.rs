@@ -271,7 +271,7 @@ impl<E: Effects> Supervisor<E> {
         self.reconcile_all();
         if let Some(burst) = self.stop_burst.take() {
             if !burst.is_empty() {
-                self.fx.signal_groups(&burst);
+                self.fx.signal_groups(burst);
             }
         }
     }

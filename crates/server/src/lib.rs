@@ -252,11 +252,10 @@ impl Listeners {
 
     /// Serves every bound endpoint in background tasks.
     pub fn serve(self, config: &Config, handle: Handle) {
-        let state = api::ApiState {
-            handle: handle.clone(),
-            auth: config.global.api_auth.as_deref().map(auth::TokenCheck::new),
-            listing: Default::default(),
-        };
+        let state = api::ApiState::new(
+            handle.clone(),
+            config.global.api_auth.as_deref().map(auth::TokenCheck::new),
+        );
         let mut switches = Vec::new();
         let mut plain = Vec::new();
         if let Some(l) = self.api {

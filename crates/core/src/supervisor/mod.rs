@@ -64,7 +64,7 @@ pub(crate) use messages::{
 use model::{DepGate, Process};
 
 /// Messages handled per batch before reconciling and publishing.
-const BATCH: usize = 4096;
+const BATCH: usize = 64;
 /// Least time between two snapshots published for routine messages only.
 const PUBLISH_GAP: Duration = Duration::from_millis(2);
 
@@ -206,13 +206,17 @@ impl<E: Effects> Supervisor<E> {
             };
             let mut urgent = !routine(&msg);
             self.handle(msg);
+            let mut full = true;
             for _ in 0..BATCH {
                 match rx.try_recv() {
                     Ok(m) => {
                         urgent |= !routine(&m);
                         self.handle(m);
                     }
-                    Err(_) => break,
+                    Err(_) => {
+                        full = false;
+                        break;
+                    }
                 }
             }
             self.reconcile();
@@ -228,6 +232,9 @@ impl<E: Effects> Supervisor<E> {
                 publish_due = None;
             } else if publish_due.is_none() {
                 publish_due = Some(last_publish + PUBLISH_GAP);
+            }
+            if full {
+                tokio::task::yield_now().await;
             }
         }
     }

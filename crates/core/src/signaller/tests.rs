@@ -36,6 +36,15 @@ fn pid_of(child: &Child) -> i32 {
     i32::try_from(child.id()).unwrap_or(i32::MAX)
 }
 
+/// A registry, its signaller, and one blocking child with its pid.
+fn setup() -> (Arc<ChildRegistry>, Signaller, Child, i32) {
+    let registry = Arc::new(ChildRegistry::new());
+    let signaller = Signaller::start(Arc::clone(&registry));
+    let child = blocking_child();
+    let pid = pid_of(&child);
+    (registry, signaller, child, pid)
+}
+
 /// Signals pending for the whole process (what a group signal becomes).
 fn shared_pending(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -60,10 +69,7 @@ fn end(mut child: Child) {
 
 #[test]
 fn a_queued_burst_runs_before_the_forget_that_follows_it() {
-    let registry = Arc::new(ChildRegistry::new());
-    let signaller = Signaller::start(Arc::clone(&registry));
-    let child = blocking_child();
-    let pid = pid_of(&child);
+    let (registry, signaller, child, pid) = setup();
     // As if reaped and its exit not yet handled: the pid may be anyone's.
     registry.mark_reaped(pid);
     // Long enough to go to the thread, then the supervisor's forget.
@@ -85,10 +91,7 @@ fn a_queued_burst_runs_before_the_forget_that_follows_it() {
 
 #[test]
 fn a_send_behind_a_burst_waits_for_it_and_reports_delivery() {
-    let registry = Arc::new(ChildRegistry::new());
-    let signaller = Signaller::start(Arc::clone(&registry));
-    let child = blocking_child();
-    let pid = pid_of(&child);
+    let (registry, signaller, child, pid) = setup();
     let other = blocking_child();
     let other_pid = pid_of(&other);
     signaller.burst(vec![(pid, Signal::SIGUSR1); INLINE_BURST + 1]);
@@ -109,10 +112,7 @@ fn a_send_behind_a_burst_waits_for_it_and_reports_delivery() {
 
 #[test]
 fn a_small_burst_with_nothing_queued_goes_out_before_it_returns() {
-    let registry = Arc::new(ChildRegistry::new());
-    let signaller = Signaller::start(Arc::clone(&registry));
-    let child = blocking_child();
-    let pid = pid_of(&child);
+    let (_registry, signaller, child, pid) = setup();
     signaller.burst(vec![(pid, Signal::SIGUSR1)]);
     assert_ne!(shared_pending(pid) & bit(Signal::SIGUSR1), 0);
     signaller.send_later(Target::Leftovers, pid, Signal::SIGUSR2);

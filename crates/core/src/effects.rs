@@ -147,7 +147,6 @@ pub(crate) struct OsEffects {
     signaller: Signaller,
     spawner: Spawner,
     logs: LogHub,
-    log_tasks: Vec<tokio::task::JoinHandle<()>>,
     kit: ProbeKit,
     timers: Timers,
     hooks: HookKit,
@@ -176,7 +175,6 @@ impl OsEffects {
                 logs: logs.clone(),
             },
             logs,
-            log_tasks: Vec::new(),
             kit,
         }
     }
@@ -216,18 +214,14 @@ impl Effects for OsEffects {
             (child.stderr.take(), Stream::Stderr),
         ] {
             let Some(fd) = fd else { continue };
-            match self.logs.attach(
-                fd,
-                stream,
-                Arc::clone(process),
-                Arc::clone(instance),
-                Arc::clone(ring),
-            ) {
-                Ok(task) => self.log_tasks.push(task),
-                Err(e) => tracing::warn!("cannot read {} of {instance}: {e}", stream.as_str()),
+            // The manager waits for all of them at once (`finish`).
+            if let Err(e) = self
+                .logs
+                .attach(fd, stream, process, instance, Arc::clone(ring))
+            {
+                tracing::warn!("cannot read {} of {instance}: {e}", stream.as_str());
             }
         }
-        self.log_tasks.retain(|t| !t.is_finished());
     }
 
     fn signal_group(&mut self, pgid: i32, sig: Signal) -> bool {
@@ -348,8 +342,6 @@ impl Effects for OsEffects {
     }
 
     fn release_memory(&mut self) {
-        self.log_tasks.retain(|t| !t.is_finished());
-        self.log_tasks.shrink_to_fit();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only returns free heap pages to the kernel; it
         // takes no pointers and is safe to call from any thread.
@@ -359,13 +351,7 @@ impl Effects for OsEffects {
     }
 
     async fn finish(&mut self) {
-        let tasks = std::mem::take(&mut self.log_tasks);
-        let drain = async {
-            for t in tasks {
-                let _ = t.await;
-            }
-        };
         // A grandchild that escaped its group may hold a pipe open forever.
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.logs.drained()).await;
     }
 }

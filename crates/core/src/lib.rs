@@ -31,10 +31,11 @@
 //! queued, so an exit is always reported after its spawn. Signals go only
 //! through the registry, and only to pids it has not reaped yet.
 //!
-//! **Threads.** The tokio runtime (supervisor, signals, probes, log
-//! readers, API), a few spawner threads (`spawn.rs`: clone + exec without
+//! **Threads.** The tokio runtime (supervisor, signals, probes, the two
+//! log pipe readers, API), a few spawner threads (`spawn.rs`: clone + exec without
 //! allocating in the child), the reaper thread (`reaper.rs`, woken by the
-//! kernel through `sigwait`) and one log writer thread (`logs.rs`).
+//! kernel through `sigwait`), the signaller (`signaller.rs`) and one log
+//! writer thread (`logs.rs`).
 
 pub mod autoscale;
 pub mod backoff;

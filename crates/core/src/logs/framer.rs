@@ -2,13 +2,11 @@
 //! longer than `MAX_LINE` into marked chunks without splitting UTF-8) and
 //! formats them as text or JSON for the writer and the ring.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use phpeek_config::LogFormat;
-use tokio::sync::{mpsc, Semaphore};
 
-use super::{rfc3339_millis, LogHub, RingChunk, Stream, MAX_LINE};
+use super::{rfc3339_millis, RingChunk, Stream, MAX_LINE};
 
 /// Splits a byte stream into lines and formats them.
 pub(super) struct Framer {
@@ -30,8 +28,8 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 impl Framer {
-    pub(super) fn new(hub: &LogHub, stream: Stream, process: &str, instance: &str) -> Self {
-        let (prefix, prefix_continued, suffix) = match hub.format {
+    pub(super) fn new(format: LogFormat, stream: Stream, process: &str, instance: &str) -> Self {
+        let (prefix, prefix_continued, suffix) = match format {
             LogFormat::Text => (
                 format!("[{instance}] ").into_bytes(),
                 Vec::new(),
@@ -60,7 +58,7 @@ impl Framer {
             }
         };
         Framer {
-            format: hub.format,
+            format,
             stream,
             prefix,
             prefix_continued,
@@ -196,18 +194,12 @@ impl Framer {
 /// targets only.
 #[doc(hidden)]
 pub fn frame_for_fuzzing(chunks: &[&[u8]], json: bool) -> Vec<u8> {
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let hub = LogHub {
-        tx,
-        format: if json {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        },
-        budget: Arc::new(Semaphore::new(1)),
-        budget_bytes: 1,
+    let format = if json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
     };
-    let mut framer = Framer::new(&hub, Stream::Stdout, "w", "w-1");
+    let mut framer = Framer::new(format, Stream::Stdout, "w", "w-1");
     let ts = SystemTime::UNIX_EPOCH;
     let mut out = Vec::new();
     for chunk in chunks {
@@ -235,24 +227,14 @@ fn utf8_cut(bytes: &[u8], max: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn framer_text() -> (LogHub, String, String) {
-        let (tx, _rx) = mpsc::unbounded_channel();
-        (
-            LogHub {
-                tx,
-                format: LogFormat::Text,
-                budget: Arc::new(Semaphore::new(1)),
-                budget_bytes: 1,
-            },
-            "w".to_string(),
-            "w-1".to_string(),
-        )
+    fn framer_text() -> (LogFormat, String, String) {
+        (LogFormat::Text, "w".to_string(), "w-1".to_string())
     }
 
     #[test]
     fn splits_lines_across_reads() {
         let (hub, p, i) = framer_text();
-        let mut f = Framer::new(&hub, Stream::Stdout, &p, &i);
+        let mut f = Framer::new(hub, Stream::Stdout, &p, &i);
         let now = SystemTime::now();
         let (a, _) = f.feed(b"hel", now);
         assert!(a.is_empty());
@@ -267,7 +249,7 @@ mod tests {
     #[test]
     fn long_lines_are_chunked_and_marked() {
         let (hub, p, i) = framer_text();
-        let mut f = Framer::new(&hub, Stream::Stdout, &p, &i);
+        let mut f = Framer::new(hub, Stream::Stdout, &p, &i);
         let now = SystemTime::now();
         let mut data = vec![b'x'; MAX_LINE + 10];
         data.push(b'\n');
@@ -320,15 +302,8 @@ mod tests {
         out
     }
 
-    /// A JSON hub whose writer side nobody reads (framing only).
-    fn json_hub() -> LogHub {
-        let (tx, _rx) = mpsc::unbounded_channel();
-        LogHub {
-            tx,
-            format: LogFormat::Json,
-            budget: Arc::new(Semaphore::new(1)),
-            budget_bytes: 1,
-        }
+    fn json_hub() -> LogFormat {
+        LogFormat::Json
     }
 
     proptest::proptest! {
@@ -336,7 +311,7 @@ mod tests {
         fn json_lines_match_serde_json(msg in "[^\n]{0,40}", err in proptest::bool::ANY) {
             let hub = json_hub();
             let stream = if err { Stream::Stderr } else { Stream::Stdout };
-            let mut f = Framer::new(&hub, stream, "w\"x", "w\\1");
+            let mut f = Framer::new(hub, stream, "w\"x", "w\\1");
             let mut data = msg.clone().into_bytes();
             data.push(b'\n');
             let (out, ring) = f.feed(&data, SystemTime::UNIX_EPOCH);
@@ -350,7 +325,7 @@ mod tests {
     #[test]
     fn continued_json_chunks_match_serde_json() {
         let hub = json_hub();
-        let mut f = Framer::new(&hub, Stream::Stdout, "w\"x", "w-1");
+        let mut f = Framer::new(hub, Stream::Stdout, "w\"x", "w-1");
         let mut data = vec![b'y'; MAX_LINE + 3];
         data.push(b'\n');
         let (out, _) = f.feed(&data, SystemTime::UNIX_EPOCH);

@@ -1,10 +1,11 @@
 //! Child output to the manager's stdout/stderr.
 //!
-//! One reader task per pipe frames whole lines (a line longer than
-//! [`MAX_LINE`] is cut into chunks, each marked as continued) and hands
-//! formatted batches to one writer thread. The writer owns the manager's
-//! stdout and stderr through std's locks, which the manager's own tracing
-//! output also takes, so lines from different sources never interleave.
+//! One task reads every pipe, through an epoll set of its own
+//! (`pipes.rs`), and frames whole lines (a line longer than [`MAX_LINE`]
+//! is cut into chunks, each marked as continued); it hands formatted
+//! batches to one writer thread. The writer owns the manager's stdout and
+//! stderr through std's locks, which the manager's own tracing output also
+//! takes, so lines from different sources never interleave.
 //!
 //! Invariant: the bytes read from children and not yet written are bounded
 //! by the hub's budget (`global.log_buffer`), across every instance and
@@ -19,7 +20,7 @@
 //! `writev` per stream instead of copying them together first. A pipe
 //! whose writer writes line by line is read about once a millisecond, out
 //! of epoll in between (see [`COALESCE`]): per-wake-up costs, not per-line
-//! ones, were what was left.
+//! ones, were what was left. The end of a pipe costs one `close`.
 
 use std::io::{IoSlice, Write};
 use std::os::fd::OwnedFd;
@@ -27,15 +28,21 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use phpeek_config::LogFormat;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 mod framer;
+mod pipes;
 mod ring;
 
 /// Longest line passed on in one piece.
 pub const MAX_LINE: usize = 64 * 1024;
-/// Bytes read from a pipe at once, into a per-thread scratch buffer.
+/// Bytes read from a pipe at once, into the reader's one buffer.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Tasks reading the pipes, each with its own epoll set; pipes go to them
+/// in turn. One per runtime worker: with one, framing 4 busy writers' lines
+/// ran on one core and the log row fell from 6.2 M to 4.9 M lines/s.
+const READERS: usize = 2;
 
 /// After a read of fewer than [`COALESCE_BELOW`] bytes a reader waits this
 /// long before it reads that pipe again (issue 13). A program that writes
@@ -53,16 +60,6 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
 /// Reads at least this large are followed at once by the next.
 const COALESCE_BELOW: usize = READ_CHUNK / 4;
 
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_CHUNK]);
-}
-
-enum ReadStep {
-    /// The formatted output, the ring's lines, and how many bytes were read.
-    Data((Vec<u8>, RingChunk), usize),
-    Again,
-    Eof,
-}
 /// Lines remembered per instance for the API.
 pub const RING_LINES: usize = 1000;
 
@@ -167,6 +164,9 @@ pub struct LogHub {
     budget: Arc<Semaphore>,
     /// The whole budget in bytes (a batch never holds more).
     budget_bytes: u32,
+    /// To the tasks that read the pipes ([`READERS`]).
+    pipes: Arc<[mpsc::UnboundedSender<pipes::Attach>]>,
+    open: Arc<pipes::Open>,
 }
 
 /// Formats a timestamp as RFC 3339 UTC with milliseconds.
@@ -176,8 +176,9 @@ pub fn rfc3339_millis(ts: SystemTime) -> String {
 }
 
 impl LogHub {
-    /// Starts the writer thread. Returns the hub and a handle that can wait
-    /// until what is queued was written.
+    /// Starts the writer thread, and the pipes' reader on the current
+    /// runtime. Returns the hub and a handle that can wait until what is
+    /// queued was written.
     /// `budget` bounds the bytes waiting to be written (at least one
     /// formatted line's worth is always allowed).
     pub fn start(format: LogFormat, budget: usize) -> std::io::Result<(LogHub, LogWriter)> {
@@ -214,13 +215,21 @@ impl LogHub {
                     writer_sem.add_permits(held);
                 }
             })?;
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..READERS).map(|_| mpsc::unbounded_channel()).unzip();
+        let hub = LogHub {
+            tx,
+            format,
+            budget: sem,
+            budget_bytes,
+            pipes: senders.into(),
+            open: Arc::default(),
+        };
+        for rx in receivers {
+            pipes::start(hub.clone(), rx)?;
+        }
         Ok((
-            LogHub {
-                tx,
-                format,
-                budget: sem,
-                budget_bytes,
-            },
+            hub,
             LogWriter {
                 tx: writer_tx,
                 budget: writer_budget,
@@ -255,103 +264,53 @@ impl LogHub {
         true
     }
 
-    /// Starts a reader task for one pipe. The task ends at end of file, after
-    /// flushing a last line without newline.
+    /// Hands one pipe to the reader of every pipe (`pipes.rs`). The
+    /// returned [`Drained`] resolves once the pipe's last line was handed
+    /// to the writer, after a last line without newline was flushed.
     pub fn attach(
         &self,
         fd: OwnedFd,
         stream: Stream,
-        process: Arc<str>,
-        instance: Arc<str>,
+        process: &str,
+        instance: &str,
         ring: Arc<LogRing>,
-    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-        let hub = self.clone();
-        Ok(tokio::spawn(async move {
-            let mut framer = Framer::new(&hub, stream, &process, &instance);
-            // Watched: registered with the runtime's epoll, waiting for
-            // data. Busy: taken out of epoll while its writer keeps writing
-            // (see COALESCE), read after each pause; back to watched once a
-            // read finds it empty. Exactly one of the two is set.
-            let mut watched = Some(pipe);
-            let mut busy: Option<std::fs::File> = None;
-            loop {
-                let step = if let Some(pipe) = &watched {
-                    if pipe.readable().await.is_err() {
-                        break;
-                    }
-                    read_step(&mut framer, |buf| pipe.try_read(buf))
-                } else if let Some(file) = &busy {
-                    read_step(&mut framer, |buf| std::io::Read::read(&mut &*file, buf))
-                } else {
-                    break;
-                };
-                match step {
-                    ReadStep::Eof => break,
-                    ReadStep::Again => {
-                        if let Some(file) = busy.take() {
-                            // Drained: wait on epoll again. Registering
-                            // reports data that came in meanwhile at once.
-                            match tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(
-                                OwnedFd::from(file),
-                            ) {
-                                Ok(pipe) => watched = Some(pipe),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    ReadStep::Data((bytes, lines), n) => {
-                        ring.push_chunk(lines);
-                        if !bytes.is_empty() && !hub.send(stream, bytes).await {
-                            break;
-                        }
-                        if n < COALESCE_BELOW {
-                            // A small read: the writer is line by line.
-                            // Out of epoll (whose every write would wake a
-                            // worker for nothing), then a pause.
-                            if let Some(pipe) = watched.take() {
-                                match pipe.into_nonblocking_fd() {
-                                    Ok(fd) => busy = Some(std::fs::File::from(fd)),
-                                    Err(_) => break,
-                                }
-                            }
-                            tokio::time::sleep(COALESCE).await;
-                        }
-                    }
-                }
-            }
-            let (bytes, lines) = framer.finish(SystemTime::now());
-            ring.push_chunk(lines);
-            if !bytes.is_empty() {
-                let _ = hub.send(stream, bytes).await;
-            }
-        }))
+    ) -> std::io::Result<Drained> {
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
+        let (done, drained) = oneshot::channel();
+        let pipe = pipes::Attach {
+            fd,
+            framer: Framer::new(self.format, stream, process, instance),
+            stream,
+            ring,
+            done,
+            open: self.open.add(),
+        };
+        // Both pipes of an instance go to the same reader, and instances
+        // numbered one after another to different ones.
+        let turn = instance.bytes().map(usize::from).sum::<usize>();
+        let to = self.pipes.get(turn % self.pipes.len().max(1));
+        if to.is_none_or(|to| to.send(pipe).is_err()) {
+            return Err(std::io::Error::other("the log reader is gone"));
+        }
+        Ok(Drained(drained))
+    }
+
+    /// Waits until every pipe handed to this hub has reached its end and
+    /// its lines were handed to the writer.
+    pub async fn drained(&self) {
+        self.open.none_left().await;
     }
 }
 
-/// One read into the worker thread's scratch buffer (an idle instance then
-/// holds no read buffer at all), framed at once.
-fn read_step(
-    framer: &mut Framer,
-    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
-) -> ReadStep {
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.borrow_mut();
-        match read(&mut scratch[..]) {
-            Ok(0) => ReadStep::Eof,
-            Ok(n) => match scratch.get(..n) {
-                Some(chunk) => ReadStep::Data(framer.feed(chunk, SystemTime::now()), n),
-                None => ReadStep::Eof,
-            },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                ReadStep::Again
-            }
-            Err(_) => ReadStep::Eof,
-        }
-    })
+/// Resolves once a pipe's output was all handed to the writer.
+pub struct Drained(oneshot::Receiver<()>);
+
+impl Drained {
+    pub async fn wait(self) {
+        // The sender is dropped, never used: an error is the signal.
+        let _ = self.0.await;
+    }
 }

@@ -190,13 +190,10 @@ async fn run_once(kit: &HookKit, job: &HookJob, cmd: &HookCommand) -> (RunResult
         (child.stderr.take(), Stream::Stderr),
     ] {
         let Some(fd) = fd else { continue };
-        match kit.logs.attach(
-            fd,
-            stream,
-            Arc::clone(&job.process),
-            Arc::clone(&job.label),
-            Arc::clone(&ring),
-        ) {
+        match kit
+            .logs
+            .attach(fd, stream, &job.process, &job.label, Arc::clone(&ring))
+        {
             Ok(task) => readers.push(task),
             Err(e) => tracing::warn!("[{}] cannot read its {}: {e}", job.label, stream.as_str()),
         }
@@ -226,10 +223,10 @@ async fn run_once(kit: &HookKit, job: &HookJob, cmd: &HookCommand) -> (RunResult
     }
 }
 
-async fn drain(readers: Vec<tokio::task::JoinHandle<()>>) {
+async fn drain(readers: Vec<crate::logs::Drained>) {
     let all = async {
         for r in readers {
-            let _ = r.await;
+            r.wait().await;
         }
     };
     let _ = tokio::time::timeout(DRAIN, all).await;
